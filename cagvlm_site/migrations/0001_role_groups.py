@@ -1,0 +1,23 @@
+"""Create one auth group per role (a data migration; reversible)."""
+
+from __future__ import annotations
+
+from django.db import migrations
+
+ROLE_GROUPS = ("physician", "cardiologist", "admin")
+
+
+def create_groups(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLE_GROUPS:
+        Group.objects.get_or_create(name=name)
+
+
+def delete_groups(apps, schema_editor):
+    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_GROUPS).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [("auth", "0012_alter_user_first_name_max_length")]
+
+    operations = [migrations.RunPython(create_groups, delete_groups)]
