@@ -106,7 +106,10 @@ def check_xa_header(ds: Dataset) -> None:
     transfer_syntax = ds.file_meta.TransferSyntaxUID
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         raise DicomRejected("Deflated Explicit VR Little Endian is not accepted; send the file uncompressed")
-    decoder = get_decoder(transfer_syntax) if transfer_syntax.is_transfer_syntax else None
+    try:
+        decoder = get_decoder(transfer_syntax) if transfer_syntax.is_transfer_syntax else None
+    except NotImplementedError:  # e.g. MPEG-2 or H.264 video: pydicom has no decoder at all
+        decoder = None
     if decoder is None or not decoder.is_available:
         name = transfer_syntax.name if transfer_syntax.is_transfer_syntax else str(transfer_syntax)
         raise DicomRejected(f"no decoder is installed for transfer syntax {name} ({transfer_syntax})")

@@ -130,7 +130,10 @@ class DeidentifiedHeader:
 
 def shift_da(value: str, days: int) -> str:
     parsed = datetime.strptime(value.strip()[:8], "%Y%m%d")
-    return (parsed + timedelta(days=days)).strftime("%Y%m%d")
+    try:
+        return (parsed + timedelta(days=days)).strftime("%Y%m%d")
+    except OverflowError:  # e.g. the profile's dummy date 00010101
+        raise ValueError(f"date {value!r} cannot be shifted") from None
 
 
 def shift_dt(value: str, days: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -55,13 +56,17 @@ class StoredFiles:
     def __init__(self, storage: Storage | None = None) -> None:
         self.storage = storage or default_storage
         self.created: list[str] = []
+        # Frames are saved from several threads; identical frames (a loop's blank frames
+        # before exposure) must not race each other into two copies.
+        self._lock = threading.Lock()
 
     def save_bytes(self, prefix: str, extension: str, data: bytes) -> str:
         name = content_name(prefix, hashlib.sha256(data).hexdigest(), extension)
-        if self.storage.exists(name):
-            return name
-        saved = self.storage.save(name, ContentFile(data))
-        self.created.append(saved)
+        with self._lock:
+            if self.storage.exists(name):
+                return name
+            saved = self.storage.save(name, ContentFile(data))
+            self.created.append(saved)
         return saved
 
     def save_file(self, prefix: str, extension: str, fp: BinaryIO) -> tuple[str, str]:

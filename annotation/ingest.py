@@ -10,6 +10,9 @@ added are removed. A bad file is reported and the batch goes on.
 from __future__ import annotations
 
 import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 import shutil
 import stat
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pydicom
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -45,6 +49,8 @@ pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 SKIPPED_SUFFIXES = {".md", ".txt", ".pdf", ".json", ".csv", ".xml", ".html", ".htm", ".ini", ".log"}
 SKIPPED_NAMES = {"DICOMDIR"}
 FRAME_BATCH = 500
+ENCODER_THREADS = max(1, min(4, os.cpu_count() or 1))
+FRAMES_IN_FLIGHT = 4 * ENCODER_THREADS
 
 
 class Outcome:
@@ -243,16 +249,32 @@ def _ingest_dicom(path: Path, label: str) -> IngestResult:
                 ds.save_as(deidentified, enforce_file_format=True)
                 dicom_name, dicom_sha256 = stored.save_file("dicom", "dcm", deidentified)
 
-            # 2. Frames, decoded one at a time: statistics and a WebP derivative each.
+            # 2. Frames, decoded one at a time: statistics and a WebP derivative each. WebP
+            # encoding (which releases the GIL) runs on a few threads while the next frames
+            # decode; at most FRAMES_IN_FLIGHT frames are held at once.
             to_display = decoding.DisplayMapping(ds)
             means: list[float] = []
             variances: list[float] = []
+            pending: deque[Future[str]] = deque()
             images: list[str] = []
-            for stored_frame in decoding.iter_stored_frames(path):
-                display = to_display(stored_frame)
-                means.append(float(display.mean()))
-                variances.append(float(display.var()))
-                images.append(stored.save_bytes("frames", "webp", encode_webp(display)))
+
+            def derive(display: np.ndarray) -> str:
+                return stored.save_bytes("frames", "webp", encode_webp(display))
+
+            with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="webp") as encoders:
+                try:
+                    for stored_frame in decoding.iter_stored_frames(path):
+                        display = to_display(stored_frame)
+                        means.append(float(display.mean()))
+                        variances.append(float(display.var()))
+                        pending.append(encoders.submit(derive, display))
+                        if len(pending) >= FRAMES_IN_FLIGHT:
+                            images.append(pending.popleft().result())
+                    while pending:
+                        images.append(pending.popleft().result())
+                finally:
+                    for future in pending:
+                        future.cancel()
             if len(images) != frames:
                 raise DicomRejected(f"NumberOfFrames {frames} disagrees with the {len(images)} frames decoded")
             sampled = set(

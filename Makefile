@@ -1,0 +1,51 @@
+# The two set-up commands of the README, and the pieces they are made of.
+#   make run   set up everything, seed demo data, serve on http://127.0.0.1:8000/
+#   make test  set up everything and run the whole test suite
+
+PYTHON ?= python3.12
+UV_VERSION := 0.13.8
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# uv must never fetch an interpreter: the machine's Python 3.12 is used.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test venv lint format check-migrations ci clean
+
+# The environment is rebuilt whenever the lock file changes. uv itself is pinned in the lock
+# (dev group) and bootstrapped into the same .venv with pip.
+$(VENV)/.synced: pyproject.toml uv.lock
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(VENV)/bin/uv sync --frozen
+	@touch $@
+
+venv: $(VENV)/.synced
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py seed_demo
+	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+check-migrations: venv
+	$(PY) manage.py makemigrations --check --dry-run
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf $(VENV) var
