@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -44,7 +44,10 @@ def _count_per_exam(rows: QuerySet, exam_path: str, **conditions: object) -> Coa
 
 def _middle_frame_of_first_loop() -> Subquery:
     """The storage name of the middle frame of the exam's first loop: the list's thumbnail."""
-    middle_image = Frame.objects.filter(loop=OuterRef("pk"), index=OuterRef("frame_count") / 2).values("image")[:1]
+    # order_by() drops Frame's default ordering, which would join the loop and exam tables.
+    middle_image = (
+        Frame.objects.filter(loop=OuterRef("pk"), index=OuterRef("frame_count") / 2).order_by().values("image")[:1]
+    )
     first_loop = (
         CineLoop.objects.filter(exam=OuterRef("pk"))
         .order_by("series_number", "instance_number", "created_at")
@@ -96,7 +99,9 @@ def exam_detail(request: HttpRequest, exam_uuid: UUID) -> HttpResponse:
     exam = get_object_or_404(Exam.objects.select_related("patient"), uuid=exam_uuid)
     loops = exam.loops.prefetch_related(
         Prefetch("frames", queryset=Frame.objects.filter(is_sampled=True).order_by("index"), to_attr="sampled"),
-        Prefetch("frames", queryset=Frame.objects.filter(index=F("loop__frame_count") / 2), to_attr="middle"),
+        Prefetch(
+            "frames", queryset=Frame.objects.filter(index=F("loop__frame_count") / 2).order_by(), to_attr="middle"
+        ),
     )
     cards = [
         LoopCard(

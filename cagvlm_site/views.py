@@ -6,6 +6,7 @@ import asyncio
 import logging
 import mimetypes
 import secrets
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -45,9 +46,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if has_role(request.user, Role.ADMIN):
         flagged = CineLoop.objects.filter(needs_burned_in_review=True)
         context["burned_in_review_count"] = flagged.count()
-        context["burned_in_review_loops"] = flagged.select_related("exam").order_by("created_at")[
-            :FLAGGED_LOOPS_SHOWN
-        ]
+        context["burned_in_review_loops"] = flagged.select_related("exam").order_by("created_at")[:FLAGGED_LOOPS_SHOWN]
     return render(request, "home.html", context)
 
 
@@ -131,9 +130,10 @@ def media(request: HttpRequest, name: str) -> FileResponse:
         raise Http404("No such file.")
     try:
         handle = default_storage.open(name, "rb")
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
+        # exists() is true for a folder on the file system storage.
         raise Http404("No such file.") from None
-    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name.rsplit("/", 1)[-1] else ""
+    suffix = PurePosixPath(name).suffix.lower()
     content_type = MEDIA_CONTENT_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = FileResponse(handle, content_type=content_type)
     if name.startswith(IMMUTABLE_MEDIA_PREFIXES):

@@ -270,8 +270,10 @@ def test_media_refuses_absolute_names(client, physician):
     assert client.get("/media//etc/passwd").status_code == 404
 
 
-def test_media_missing_file_is_404(client, physician):
+def test_media_missing_file_or_folder_is_404(client, physician):
+    store("frames/ab/cd/abcd.webp", b"RIFF")
     client.force_login(physician)
+    assert client.get("/media/frames/ab").status_code == 404
     response = client.get("/media/frames/00/00/missing.webp")
     assert response.status_code == 404
     assert "Not found" in response.content.decode()

@@ -15,7 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import CineLoop, DocumentKind, DocumentLanguage, Exam, Frame, Patient
-from tests.factories import CineLoopFactory, ClinicalDocumentFactory, ExamFactory, PatientFactory
+from tests.factories import CineLoopFactory, ClinicalDocumentFactory, ExamFactory
 
 ALL_VISITORS = ["anonymous", "no_role", "physician", "cardiologist", "admin"]
 EXAM_READERS = {"physician", "cardiologist", "admin"}
@@ -210,6 +210,15 @@ def test_exam_page_shows_loops_with_projection_thumbnails_and_sampled_strip(clie
     assert "Burned-in annotation" not in page
 
 
+def test_exam_page_says_when_the_frame_rate_is_assumed(client, physician):
+    exam = ExamFactory()
+    CineLoopFactory(exam=exam, series_number=1, frames=1, frame_timing_source="FrameTime")
+    client.force_login(physician)
+    assert "(assumed)" not in client.get(exam.get_absolute_url()).content.decode()
+    CineLoopFactory(exam=exam, series_number=2, frames=1, frame_timing_source="assumed")
+    assert "(assumed)" in client.get(exam.get_absolute_url()).content.decode()
+
+
 def test_exam_page_warns_about_burned_in_annotation(client, physician):
     loop = CineLoopFactory(frames=2, needs_burned_in_review=True, burned_in_annotation="YES")
     client.force_login(physician)
@@ -314,7 +323,9 @@ def test_empty_upload_is_a_form_error(client, physician):
 def test_htmx_upload_returns_only_the_results_fragment(client, physician):
     client.force_login(physician)
     response = client.post(
-        "/exams/upload/", {"files": [random_bytes_upload(), random_bytes_upload("b.dcm")]}, headers={"HX-Request": "true"}
+        "/exams/upload/",
+        {"files": [random_bytes_upload(), random_bytes_upload("b.dcm")]},
+        headers={"HX-Request": "true"},
     )
     page = response.content.decode()
     assert page.lstrip().startswith('<div id="upload-results"')
