@@ -173,17 +173,15 @@ def _match_joined_runs(
     return None
 
 
-def _match_run_pieces(
-    text: str, start: int, end: int, is_identifier: Callable[[str], bool]
-) -> list[tuple[int, int]]:
+def _match_run_pieces(text: str, start: int, end: int, is_identifier: Callable[[str], bool]) -> list[tuple[int, int]]:
     """Parts of one run between ``-_.`` that are identifiers on their own ("Demo-san")."""
     matches: list[tuple[int, int]] = []
     piece_start = start
     for position in range(start, end + 1):
         if position == end or text[position] in WORD_JOINERS:
-            if position > piece_start and (piece_start, position) != (start, end):
-                if is_identifier(text[piece_start:position]):
-                    matches.append((piece_start, position))
+            whole_run = (piece_start, position) == (start, end)  # already tried as a whole
+            if position > piece_start and not whole_run and is_identifier(text[piece_start:position]):
+                matches.append((piece_start, position))
             piece_start = position + 1
     return matches
 
@@ -229,9 +227,7 @@ def create_clinical_document(
             {"language": f"Unknown language {language!r}; choose one of {', '.join(DocumentLanguage.values)}."}
         )
     scrubbed, _ = scrub_identifiers(text, exam.patient.identifier_digests)
-    document = ClinicalDocument(
-        exam=exam, kind=kind, language=language, text=scrubbed, author=author, source=source
-    )
+    document = ClinicalDocument(exam=exam, kind=kind, language=language, text=scrubbed, author=author, source=source)
     duplicate = ValidationError(
         f"This exam already has a {DocumentKind(kind).label.lower()} in {DocumentLanguage(language).label}."
     )

@@ -111,7 +111,10 @@ def test_second_document_of_same_kind_and_language_is_refused(exam):
 
     with pytest.raises(ValidationError, match="already has a diagnosis summary in English"):
         create_clinical_document(
-            exam=exam, kind=DocumentKind.DIAGNOSIS_SUMMARY, language=DocumentLanguage.ENGLISH, text="Two-vessel disease."
+            exam=exam,
+            kind=DocumentKind.DIAGNOSIS_SUMMARY,
+            language=DocumentLanguage.ENGLISH,
+            text="Two-vessel disease.",
         )
     assert ClinicalDocument.objects.filter(exam=exam).count() == 1
 
