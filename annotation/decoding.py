@@ -83,9 +83,7 @@ def check_xa_header(ds: Dataset) -> None:
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class not in XA_SOP_CLASSES and not (sop_class in SECONDARY_CAPTURE_SOP_CLASSES and modality == "XA"):
         kind = UID(sop_class).name if sop_class else "an object without SOP class"
-        raise DicomRejected(
-            f"not an X-ray angiography image: modality {modality or 'missing'}, {kind}"
-        )
+        raise DicomRejected(f"not an X-ray angiography image: modality {modality or 'missing'}, {kind}")
     if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
         raise DicomRejected("the file has no SOP Instance UID or Study Instance UID")
     for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation"):
@@ -285,9 +283,11 @@ class DisplayMapping:
     def __init__(self, ds: Dataset) -> None:
         self._ds = ds
         self._invert = ds.PhotometricInterpretation == "MONOCHROME1"
-        self._has_modality_lut = "ModalityLUTSequence" in ds or float(ds.get("RescaleSlope", 1) or 1) != 1 or float(
-            ds.get("RescaleIntercept", 0) or 0
-        ) != 0
+        self._has_modality_lut = (
+            "ModalityLUTSequence" in ds
+            or float(ds.get("RescaleSlope", 1) or 1) != 1
+            or float(ds.get("RescaleIntercept", 0) or 0) != 0
+        )
         self._has_voi_lut = "VOILUTSequence" in ds
         center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
         if center is not None and width is not None and not self._has_voi_lut:

@@ -166,7 +166,7 @@ def deidentify(ds: Dataset) -> DeidentifiedHeader:
     def keep(dataset: Dataset, tag: tuple[int, int]) -> None:
         return None
 
-    def set_value(value: str):  # noqa: ANN202 - dicom-anonymizer's action signature
+    def set_value(value: str):
         def action(dataset: Dataset, tag: tuple[int, int]) -> None:
             if tag in dataset:
                 dataset[tag].value = value

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 import shutil
 import stat
 import tempfile
 import zipfile
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -178,7 +178,9 @@ def _ingest_zip(archive: Path, label: str, scratch: Path) -> list[IngestResult]:
             member_label = f"{label}!{info.filename}"
             if _unsafe_member_name(info.filename):
                 results.append(
-                    IngestResult(member_label, Outcome.REJECTED, "unsafe path in archive (absolute or '..'); not extracted")
+                    IngestResult(
+                        member_label, Outcome.REJECTED, "unsafe path in archive (absolute or '..'); not extracted"
+                    )
                 )
                 continue
             if stat.S_ISLNK(info.external_attr >> 16):
@@ -278,16 +280,15 @@ def _ingest_dicom(path: Path, label: str) -> IngestResult:
             if len(images) != frames:
                 raise DicomRejected(f"NumberOfFrames {frames} disagrees with the {len(images)} frames decoded")
             sampled = set(
-                sample_frames_at_intensity_extrema(
-                    means, variances, min_gap=settings.CAGVLM_SAMPLING["MIN_GAP_FRAMES"]
-                )
+                sample_frames_at_intensity_extrema(means, variances, min_gap=settings.CAGVLM_SAMPLING["MIN_GAP_FRAMES"])
             )
 
             # 3. Rows, in one transaction.
             try:
                 with transaction.atomic():
-                    loop = _create_rows(ds, header, dicom_name, dicom_sha256, source_transfer_syntax,
-                                        frame_time_ms, timing_source)
+                    loop = _create_rows(
+                        ds, header, dicom_name, dicom_sha256, source_transfer_syntax, frame_time_ms, timing_source
+                    )
                     FrameRow.objects.bulk_create(
                         [
                             FrameRow(
@@ -307,11 +308,14 @@ def _ingest_dicom(path: Path, label: str) -> IngestResult:
                 # Another ingest of the same instance won the race.
                 if existing := CineLoop.objects.filter(sop_instance_uid=sop_uid).first():
                     stored.remove_created()
-                    return IngestResult(label, Outcome.DUPLICATE, f"already ingested as loop {existing.uuid}",
-                                        loop=existing)
+                    return IngestResult(
+                        label, Outcome.DUPLICATE, f"already ingested as loop {existing.uuid}", loop=existing
+                    )
                 raise
 
-    message = f"{frames} frame{'s' if frames != 1 else ''}, {loop.projection_label}, {len(sampled)} sampled for annotation"
+    message = (
+        f"{frames} frame{'s' if frames != 1 else ''}, {loop.projection_label}, {len(sampled)} sampled for annotation"
+    )
     if loop.needs_burned_in_review:
         message += "; flagged: burned-in annotation, check the pixels for identity"
     return IngestResult(label, Outcome.INGESTED, message, loop=loop, frame_count=frames)

@@ -180,6 +180,9 @@ MEDIA_URL = "/media/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves from here; it exists from the start so that a run before collectstatic
+# (the test suite) does not warn.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # FILE_STORAGE_BACKEND may name any Django storage, e.g. "storages.backends.s3.S3Storage"
 # with its own AWS_* settings from the environment, for object storage in a hospital.

@@ -1,11 +1,15 @@
-"""Root URLs: pages per app, the REST API with its schema and offline docs, health."""
+"""Root URLs: pages per app, the REST API with its schema and offline docs, health.
+
+The API docs are Swagger UI from the installed sidecar package. (drf-spectacular's ReDoc page
+is left out: its template loads web fonts from the internet, which a hospital browser must not.)
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cagvlm_site import views
 
@@ -19,6 +23,5 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("django-admin/", admin.site.urls),
 ]

@@ -7,11 +7,24 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 from cagvlm_site.roles import Role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 XA_FIXTURES = Path(os.environ.get("CAGVLM_XA_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures" / "xa"))
+
+
+@pytest.fixture(autouse=True)
+def test_settings(settings) -> None:
+    """Pages name their CSS with {% static %}; the deployment's manifest storage only knows
+    the names after collectstatic, which a test run does not do. The fast hasher keeps the
+    role users each test creates from costing seconds of deliberate PBKDF2 slowness."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +49,14 @@ def xa_dir() -> Path:
             pytest.fail(message + " (CAGVLM_REQUIRE_FIXTURES=1)")
         pytest.skip(message)
     return XA_FIXTURES
+
+
+def visit_as(client: Client, users_by_role: dict[str, User | None], visitor: str) -> Client:
+    """The test client, logged in as the given kind of visitor (or anonymous)."""
+    user = users_by_role[visitor]
+    if user is not None:
+        client.force_login(user)
+    return client
 
 
 def make_user(username: str, *roles: Role) -> User:

@@ -40,6 +40,7 @@ class ExamFactory(factory.django.DjangoModelFactory):
 class CineLoopFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CineLoop
+        skip_postgeneration_save = True
 
     exam = factory.SubFactory(ExamFactory)
     sop_instance_uid = factory.Sequence(lambda n: f"2.25.{9_000_000 + n}")

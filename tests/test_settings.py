@@ -63,7 +63,7 @@ def test_missing_secret_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_bad_database_url_stops_start_up(tmp_path: Path) -> None:
     """A deployment with a mistyped DATABASE_URL must not start on some other database."""
     env = {**os.environ, "DATABASE_URL": "postgress//nowhere", "CAGVLM_VAR_DIR": str(tmp_path)}
-    result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+    result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode != 0
@@ -78,7 +78,11 @@ def test_single_machine_default_is_sqlite_in_wal_mode(tmp_path: Path) -> None:
         "print(connection.vendor, c.fetchone()[0])"
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [sys.executable, "manage.py", "shell", "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+        [sys.executable, "manage.py", "shell", "-c", probe],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         check=True,
     )
     assert result.stdout.splitlines()[-1].split() == ["sqlite", "wal"]

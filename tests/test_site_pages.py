@@ -6,35 +6,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.test import Client
 
 from cagvlm_site import views as site_views
+from tests.conftest import visit_as
 from tests.factories import CineLoopFactory
 
 ROLE_VISITORS = ["physician", "cardiologist", "admin"]
 ALL_VISITORS = ["anonymous", "no_role", *ROLE_VISITORS]
-
-
-@pytest.fixture(autouse=True)
-def page_test_settings(settings) -> None:
-    """Pages link their CSS with {% static %}; tests run without collectstatic, so the
-    manifest storage used in production has no manifest to look names up in. The fast
-    hasher keeps the four users each test creates from costing seconds of PBKDF2."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def visit_as(client: Client, users_by_role: dict[str, User | None], visitor: str) -> Client:
-    user = users_by_role[visitor]
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def assert_sent_to_login(response, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 
 from annotation import derivatives
 from annotation.ingest import Outcome, ingest_paths
-from annotation.models import CineLoop, Exam, Frame, Patient
+from annotation.models import CineLoop, Frame, Patient
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def test_loop_of_the_real_rca_cine_keeps_what_the_pipeline_needs(xa_dir: Path) -
     # About the share of frames the study labelled per loop, and never two within 5 frames.
     sampled = [f.index for f in frames if f.is_sampled]
     assert 3 <= len(sampled) <= 30
-    assert all(b - a >= 5 for a, b in zip(sampled, sampled[1:], strict=False))
+    assert all(b - a >= 5 for a, b in itertools.pairwise(sampled))
 
 
 def test_frame_derivative_is_the_decoded_frame_as_webp(xa_dir: Path, media_root: Path) -> None:
@@ -172,7 +173,8 @@ def test_command_prints_a_line_per_file_and_exits_zero(xa_dir: Path, capsys) -> 
     call_command("ingest", str(xa_dir / "0002.DCM"), str(xa_dir / "0002.DCM"))
 
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("ingested") and "0002.DCM" in out[0]
+    assert out[0].startswith("ingested")
+    assert "0002.DCM" in out[0]
     assert out[1].startswith("duplicate")
     assert out[-1] == "1 ingested (96 frames), 1 duplicate, 0 rejected, 0 skipped"
 
@@ -186,7 +188,8 @@ def test_command_exits_non_zero_when_a_file_is_rejected(xa_dir: Path, tmp_path: 
 
     assert raised.value.returncode == 1
     out = capsys.readouterr().out
-    assert "rejected  " in out and "junk.dcm: not a DICOM file" in out
+    assert "rejected  " in out
+    assert "junk.dcm: not a DICOM file" in out
     assert CineLoop.objects.count() == 1  # the good file went in
 
 
@@ -220,10 +223,16 @@ def test_frame_time_vector_takes_precedence(xa_dir: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("keep", "source", "frame_time"),
-    [("FrameTime", "FrameTime", 33.0), ("CineRate", "CineRate", 1000 / 25), ("RecommendedDisplayFrameRate",
-     "RecommendedDisplayFrameRate", 1000 / 12), (None, "assumed", 1000 / 15)],
+    [
+        ("FrameTime", "FrameTime", 33.0),
+        ("CineRate", "CineRate", 1000 / 25),
+        ("RecommendedDisplayFrameRate", "RecommendedDisplayFrameRate", 1000 / 12),
+        (None, "assumed", 1000 / 15),
+    ],
 )
-def test_frame_timing_precedence(xa_dir: Path, tmp_path: Path, keep: str | None, source: str, frame_time: float) -> None:
+def test_frame_timing_precedence(
+    xa_dir: Path, tmp_path: Path, keep: str | None, source: str, frame_time: float
+) -> None:
     ds = pydicom.dcmread(xa_dir / "derived" / "0002_frames45-52_uncompressed.dcm")
     values = {"FrameTime": 33, "CineRate": 25, "RecommendedDisplayFrameRate": 12}
     for keyword in values:
@@ -231,7 +240,7 @@ def test_frame_timing_precedence(xa_dir: Path, tmp_path: Path, keep: str | None,
             del ds[keyword]
     order = list(values)
     if keep is not None:
-        for keyword in order[order.index(keep):]:
+        for keyword in order[order.index(keep) :]:
             setattr(ds, keyword, values[keyword])
     path = tmp_path / "timing.dcm"
     ds.save_as(path)

@@ -136,7 +136,10 @@ def test_transfer_syntax_without_a_decoder(xa_dir: Path, tmp_path: Path, media_r
     path = tmp_path / "mpeg2.dcm"
     ds.save_as(path, enforce_file_format=True)
     message = rejected_message(path)
-    assert message == "no decoder is installed for transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100)"
+    assert (
+        message
+        == "no decoder is installed for transfer syntax MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100)"
+    )
     assert_nothing_stored(media_root)
 
 
@@ -147,7 +150,7 @@ def test_failure_while_writing_frames_leaves_nothing(
     real_encode = ingest.encode_webp
     calls = {"n": 0}
 
-    def failing_encode(display):  # noqa: ANN001, ANN202
+    def failing_encode(display):
         calls["n"] += 1
         if calls["n"] == 6:
             raise OSError("disk full")
@@ -167,7 +170,7 @@ def test_failure_does_not_remove_frames_another_loop_shares(xa_dir: Path, media_
     before = sorted(p for p in media_root.rglob("*.webp"))
     catheter = xa_dir / "XA-MONO2-8-12x-catheter.dcm"  # same pixels, other instance
 
-    def fail_rows(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def fail_rows(*args, **kwargs):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(ingest, "_create_rows", fail_rows)
@@ -223,11 +226,13 @@ def test_zip_with_parent_directory_paths(xa_dir: Path, tmp_path: Path) -> None:
 
 def test_zip_bomb_is_refused_without_expanding_it(tmp_path: Path, media_root: Path, settings) -> None:
     archive = tmp_path / "bomb.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bundle:
-        with bundle.open("bomb.dcm", "w", force_zip64=True) as member:
-            block = b"\x00" * (1024 * 1024)
-            for _ in range(64):
-                member.write(block)
+    block = b"\x00" * (1024 * 1024)
+    with (
+        zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bundle,
+        bundle.open("bomb.dcm", "w", force_zip64=True) as member,
+    ):
+        for _ in range(64):
+            member.write(block)
     assert archive.stat().st_size < 1024 * 1024  # ~64 MiB of zeros in well under 1 MiB
 
     report = ingest_paths([archive])

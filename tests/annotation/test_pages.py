@@ -8,37 +8,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from annotation.models import CineLoop, DocumentKind, DocumentLanguage, Exam, Frame, Patient
+from tests.conftest import visit_as
 from tests.factories import CineLoopFactory, ClinicalDocumentFactory, ExamFactory
 
 ALL_VISITORS = ["anonymous", "no_role", "physician", "cardiologist", "admin"]
 EXAM_READERS = {"physician", "cardiologist", "admin"}
 UPLOADERS = {"physician", "admin"}
-
-
-@pytest.fixture(autouse=True)
-def page_test_settings(settings) -> None:
-    """Pages link their CSS with {% static %}; tests run without collectstatic, so the
-    manifest storage used in production has no manifest to look names up in. The fast
-    hasher keeps the four users each test creates from costing seconds of PBKDF2."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def visit_as(client: Client, users_by_role: dict[str, User | None], visitor: str) -> Client:
-    user = users_by_role[visitor]
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def assert_access(response, visitor: str, allowed: set[str], path: str) -> None:

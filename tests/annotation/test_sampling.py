@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,13 +14,13 @@ from annotation.sampling import local_extrema, sample_frames_at_intensity_extrem
 def test_extrema_of_a_contrast_run() -> None:
     # Mean dips as contrast fills the vessels, then recovers; variance peaks at the plateau.
     frames = np.arange(60)
-    means = 120 - 30 * np.exp(-((frames - 30) / 8.0) ** 2)
-    variances = 900 + 400 * np.exp(-((frames - 28) / 6.0) ** 2)
+    means = 120 - 30 * np.exp(-(((frames - 30) / 8.0) ** 2))
+    variances = 900 + 400 * np.exp(-(((frames - 28) / 6.0) ** 2))
 
     chosen = sample_frames_at_intensity_extrema(means, variances, min_gap=5)
 
     assert 30 in chosen or 28 in chosen  # the plateau is sampled
-    assert all(b - a >= 5 for a, b in zip(chosen, chosen[1:], strict=False))
+    assert all(b - a >= 5 for a, b in itertools.pairwise(chosen))
 
 
 def test_plateaus_count_once_and_constant_signal_has_none() -> None:
@@ -42,5 +44,5 @@ def test_sampled_frames_are_valid_and_apart(values: list[float], gap: int) -> No
 
     assert chosen == sorted(set(chosen))
     assert all(0 <= i < len(values) for i in chosen)
-    assert all(b - a >= gap for a, b in zip(chosen, chosen[1:], strict=False))
+    assert all(b - a >= gap for a, b in itertools.pairwise(chosen))
     assert len(chosen) >= 1
