@@ -1,6 +1,7 @@
 # The two set-up commands of the README, and the pieces they are made of.
 #   make run   set up everything, seed demo data, serve on http://127.0.0.1:8000/
 #   make test  set up everything and run the whole test suite
+#   make lint  ruff (lint and format) and mypy on the domain modules
 
 PYTHON ?= python3.12
 UV_VERSION := 0.13.8
@@ -36,6 +37,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -322,7 +322,10 @@ class DisplayMapping:
             if self._window is not None:
                 center, width = self._window
                 # PS3.3 C.11.2.1.2.1, linear function.
-                unit = (values - (center - 0.5)) / (width - 1.0) + 0.5 if width > 1 else (values > center)
+                if width > 1:
+                    unit = (values - (center - 0.5)) / (width - 1.0) + 0.5
+                else:  # a width of one is a threshold
+                    unit = (values > center).astype(np.float32)
             else:
                 if self._range is None:
                     self._range = self._default_range(values)

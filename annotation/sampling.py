@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def local_extrema(values: Sequence[float]) -> list[int]:
+def local_extrema(values: Sequence[float] | np.ndarray) -> list[int]:
     """Indices of strict local minima and maxima, plateaus counted once (at their middle).
 
     The first and last frames count as extrema when the signal moves away from them.

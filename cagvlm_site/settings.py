@@ -160,7 +160,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "cagvlm.sqlite3",
+            "NAME": str(VAR_DIR / "cagvlm.sqlite3"),
             "OPTIONS": {
                 # WAL lets the web server read while the task worker writes; IMMEDIATE
                 # transactions take the write lock up front instead of failing half-way.
