@@ -1,4 +1,6 @@
-"""Demo data for ``make run``: one user per role, and exams when the database has none.
+"""Demo data for ``make run``: one user per role, and exams when the database has none
+(the real samples in ../shared/fixtures/xa when present, and a small phantom cohort with its
+bilingual reports).
 
 Users get random passwords the first time; they are kept in ``var/demo-credentials.txt``
 (readable by the owner only) and printed on every run, so a second run reuses what exists.
@@ -6,6 +8,7 @@ Users get random passwords the first time; they are kept in ``var/demo-credentia
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -35,20 +38,38 @@ class Command(BaseCommand):
             default=settings.BASE_DIR.parent / "shared" / "fixtures" / "xa",
             help="folder of real XA samples to ingest when the database has no exams",
         )
+        parser.add_argument("--phantom-exams", type=int, default=3, help="phantom exams to generate and ingest")
+        parser.add_argument("--phantom-seed", type=int, default=2025)
 
-    def handle(self, *args: object, samples: Path, **options: object) -> None:
+    def handle(self, *args: object, samples: Path, phantom_exams: int, phantom_seed: int, **options: object) -> None:
         credentials = self._ensure_users()
         if Exam.objects.exists():
             self.stdout.write(f"{Exam.objects.count()} exams already present; nothing ingested.")
-        elif samples.is_dir():
-            self.stdout.write(f"Ingesting the real XA samples in {samples} ...")
-            report = ingest_paths([samples])
-            self.stdout.write(report.summary)
         else:
-            self.stdout.write(f"No sample folder at {samples}; no exams seeded.")
+            if samples.is_dir():
+                self.stdout.write(f"Ingesting the real XA samples in {samples} ...")
+                self.stdout.write(ingest_paths([samples]).summary)
+            else:
+                self.stdout.write(f"No sample folder at {samples}; no real samples seeded.")
+            if phantom_exams > 0:
+                self._seed_phantom(phantom_exams, phantom_seed)
         self.stdout.write(self.style.SUCCESS("Demo users (user / password / role):"))
         for username, password, role in credentials:
             self.stdout.write(f"  {username:<13} {password:<24} {role.label}")
+
+    def _seed_phantom(self, exams: int, seed: int) -> None:
+        # Imported here: the phantom's numpy-heavy code stays out of every other command.
+        from annotation.phantom.generate import generate_cohort
+        from annotation.phantom.load import load_phantom_cohort
+
+        folder = Path(settings.VAR_DIR) / "phantom" / f"seed-{seed}"
+        if len(list(folder.glob("*/ground_truth.json"))) < exams:
+            self.stdout.write(f"Generating {exams} phantom exams (seed {seed}) in {folder} ...")
+            generate_cohort(exams, seed, folder, workers=min(exams, os.cpu_count() or 1))
+        frames = 0
+        for report, _exam in load_phantom_cohort(folder):
+            frames += report.frames_ingested
+        self.stdout.write(f"Phantom exams ingested with their reports ({frames} frames).")
 
     def _ensure_users(self) -> list[tuple[str, str, Role]]:
         store = Path(settings.VAR_DIR) / "demo-credentials.txt"
