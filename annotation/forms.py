@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import UploadedFile
+
+from annotation.labels import MAX_NOTE_CHARS
+from annotation.models import AnnotationProject, KeyFrameCategory, Laterality
+from cagvlm_site.roles import Role
 
 
 class MultipleFileInput(forms.FileInput):
@@ -34,3 +39,58 @@ class UploadForm(forms.Form):
         help_text="XA cine loops (.dcm or no extension) and .zip archives of them; choose as many as you like.",
         error_messages={"required": "Choose at least one file to upload."},
     )
+
+
+# --- labelling pages ---------------------------------------------------------------------------
+
+
+class AdjudicationForm(forms.Form):
+    laterality = forms.ChoiceField(choices=Laterality.choices, widget=forms.RadioSelect)
+    category = forms.ChoiceField(choices=KeyFrameCategory.choices, widget=forms.RadioSelect)
+    note = forms.CharField(
+        required=False,
+        max_length=MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this label: kept with the final label.",
+    )
+
+
+class AuditFilterForm(forms.Form):
+    physician = forms.ModelChoiceField(
+        queryset=None,  # set in __init__: the users who hold labels
+        required=False,
+        to_field_name="username",
+        empty_label="All physicians",
+    )
+    exam = forms.UUIDField(required=False, help_text="The exam's UUID.")
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["physician"].queryset = (
+            get_user_model().objects.filter(groups__name=Role.PHYSICIAN.value).order_by("username")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            raise forms.ValidationError("The start date is after the end date.")
+        return cleaned
+
+
+class LabelImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV or JSON file",
+        help_text="Columns: frame_uuid (or loop_uuid and frame_index), physician (username), laterality (LCA, RCA), "
+        "category (better, bad, other), note.",
+    )
+    dry_run = forms.BooleanField(required=False, initial=True, label="Dry run: check the file and report, save nothing")
+    final = forms.BooleanField(required=False, label="These are final labels (no physician column)")
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = AnnotationProject
+        fields = ("mode", "labels_required")

@@ -2,6 +2,9 @@
 
 Patient -> Exam (one DICOM study) -> CineLoop (one multi-frame XA object) -> Frame.
 ClinicalDocument holds the free-text reports of an exam, per kind and language.
+FrameLabel (one per physician and frame), LabelEvent (the audit trail), FinalLabel (what a
+frame is trained with) and PreLabel (the CNN's prediction) hold the labelling, under the
+AnnotationProject of the exam.
 No field here ever holds a patient's name, ID, birth date or an original DICOM UID: the
 patient is a keyed-hash pseudonym, dates are shifted per patient and UIDs are remapped
 (see ``annotation.deid``).
@@ -12,8 +15,12 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 
 class TimestampedModel(models.Model):
@@ -55,6 +62,10 @@ class Exam(TimestampedModel):
     # Patient characteristics kept under the Retain Patient Characteristics option.
     patient_sex = models.CharField(max_length=1, blank=True)
     patient_age_years = models.PositiveSmallIntegerField(null=True, blank=True)
+    # How the exam's frames are labelled; empty means the default project.
+    project = models.ForeignKey(
+        "AnnotationProject", on_delete=models.PROTECT, null=True, blank=True, related_name="exams"
+    )
 
     class Meta:
         # The exam list shows the newest study first.
@@ -228,3 +239,295 @@ class ClinicalDocument(TimestampedModel):
     @property
     def is_validated(self) -> bool:
         return self.validated_at is not None
+
+
+# --- frame labels, final labels and their audit trail -----------------------------------------
+
+
+class AnnotationMode(models.TextChoices):
+    # Physicians see only their own labels: the agreement between them stays independent.
+    BLINDED = "blinded", "Blinded"
+    # The key-frame CNN's pre-label is shown beside the frame (still never another physician's).
+    ASSISTED = "assisted", "Assisted (model pre-label shown)"
+
+
+class AnnotationProject(TimestampedModel):
+    """How the frames of a set of exams are labelled: the mode and how many physicians must
+    agree. Exams without a project belong to the one default project."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    mode = models.CharField(max_length=16, choices=AnnotationMode.choices, default=AnnotationMode.BLINDED)
+    labels_required = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Agreeing labels of this many physicians make a frame's final label.",
+    )
+    is_default = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_project"
+            ),
+            models.CheckConstraint(condition=models.Q(labels_required__gte=1), name="project_labels_required_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def default(cls) -> AnnotationProject:
+        # A data migration creates it; get_or_create keeps a database flushed by a test (or an
+        # operator) working rather than failing on every label.
+        project, _ = cls.objects.get_or_create(is_default=True, defaults={"name": DEFAULT_PROJECT_NAME})
+        return project
+
+    @property
+    def is_assisted(self) -> bool:
+        return self.mode == AnnotationMode.ASSISTED
+
+
+DEFAULT_PROJECT_NAME = "Default"
+
+
+class Laterality(models.TextChoices):
+    LCA = "LCA", "LCA (left coronary artery)"
+    RCA = "RCA", "RCA (right coronary artery)"
+
+
+class KeyFrameCategory(models.TextChoices):
+    BETTER = "better", "Better"
+    BAD = "bad", "Bad"
+    OTHER = "other", "Other"
+
+
+#: What each category means, as the labelling pages show it (from the study's definitions).
+CATEGORY_DEFINITIONS = {
+    KeyFrameCategory.BETTER: "Vessels fully opacified and sharp: a frame a cardiologist would read from.",
+    KeyFrameCategory.BAD: "Contrast present but the frame is poor: partial filling, wash-out, motion or overlap.",
+    KeyFrameCategory.OTHER: "No diagnostic coronary content: before contrast, catheter only, other injections.",
+}
+
+
+def class_name(laterality: str, category: str) -> str:
+    """One of the six combined classes the key-frame CNN predicts, e.g. ``LCA_better``."""
+    return f"{laterality}_{category}"
+
+
+SIX_CLASSES = [class_name(lat, cat) for lat in Laterality.values for cat in KeyFrameCategory.values]
+
+
+def _label_choice_constraints(prefix: str) -> list[models.CheckConstraint]:
+    return [
+        models.CheckConstraint(condition=models.Q(laterality__in=Laterality.values), name=f"{prefix}_laterality_valid"),
+        models.CheckConstraint(
+            condition=models.Q(category__in=KeyFrameCategory.values), name=f"{prefix}_category_valid"
+        ),
+    ]
+
+
+class NeverDeletedQuerySet(models.QuerySet):
+    """Labels and their audit events are the record of who said what: they are withdrawn or
+    superseded, never deleted."""
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionDenied(f"{self.model._meta.verbose_name_plural} are never deleted.")
+
+
+class FrameLabel(TimestampedModel):
+    """One physician's label of one frame. A physician has one row per frame: a change bumps
+    ``version``; a withdrawal sets ``withdrawn_at``; labelling again restores the same row.
+    Written only through ``annotation.labels``, which also writes the audit events."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    frame = models.ForeignKey(Frame, on_delete=models.PROTECT, related_name="labels")
+    physician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="frame_labels")
+    laterality = models.CharField(max_length=3, choices=Laterality.choices)
+    category = models.CharField(max_length=8, choices=KeyFrameCategory.choices)
+    note = models.TextField(blank=True)
+    # Running total over the physician's visits to the frame.
+    seconds_spent = models.FloatField(default=0.0)
+    # Optimistic concurrency: a change must name the version it was based on.
+    version = models.PositiveIntegerField(default=1)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NeverDeletedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["frame", "physician"]
+        constraints = [
+            models.UniqueConstraint(fields=["frame", "physician"], name="one_label_per_physician_and_frame"),
+            models.CheckConstraint(condition=models.Q(seconds_spent__gte=0), name="label_seconds_not_negative"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="label_version_positive"),
+            *_label_choice_constraints("label"),
+        ]
+        indexes = [
+            # The worklist and "my labels": a physician's active labels, joined to frames.
+            models.Index(
+                fields=["physician", "frame"],
+                name="label_active_by_physician_idx",
+                condition=models.Q(withdrawn_at=None),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.class_name} by {self.physician_id} on frame {self.frame_id} (v{self.version})"
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionDenied("Frame labels are never deleted; withdraw them instead.")
+
+    @property
+    def is_active(self) -> bool:
+        return self.withdrawn_at is None
+
+    @property
+    def class_name(self) -> str:
+        return class_name(self.laterality, self.category)
+
+    def snapshot(self) -> dict[str, object]:
+        """The label as an audit event records it before and after a change."""
+        return {
+            "laterality": self.laterality,
+            "category": self.category,
+            "note": self.note,
+            "seconds_spent": self.seconds_spent,
+            "version": self.version,
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+        }
+
+
+class LabelAction(models.TextChoices):
+    CREATED = "created", "Created"
+    CHANGED = "changed", "Changed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    RESTORED = "restored", "Restored"
+    IMPORTED = "imported", "Imported"
+
+
+class LabelEvent(models.Model):
+    """The audit trail: one row per change of a label, with the label before and after.
+
+    Written once, in the same transaction as the change, and never changed or deleted (hence
+    no ``updated_at``). An undo is a new event that names the event it reverts.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    label = models.ForeignKey(FrameLabel, on_delete=models.PROTECT, related_name="events")
+    frame = models.ForeignKey(Frame, on_delete=models.PROTECT, related_name="label_events")
+    # Who made the change: the physician, or the admin who imported the label.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="label_events")
+    action = models.CharField(max_length=16, choices=LabelAction.choices)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reverts = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reverted_by", help_text="Set by undo."
+    )
+    # Indexed for the audit page: newest first, and filtered by a date range.
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = NeverDeletedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # undo_last: the actor's newest events; also the audit page filtered by physician.
+            models.Index(fields=["actor", "-created_at"], name="label_event_actor_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.label_id} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise PermissionDenied("Audit events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionDenied("Audit events are never deleted.")
+
+
+class FinalLabelMethod(models.TextChoices):
+    AGREEMENT = "agreement", "Agreement of physicians"
+    ADJUDICATION = "adjudication", "Adjudication"
+    IMPORT = "import", "Imported"
+    PHANTOM = "phantom", "Phantom ground truth"
+
+
+class FinalLabel(TimestampedModel):
+    """The label a frame is trained with, how it was reached and by whom."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    frame = models.OneToOneField(Frame, on_delete=models.PROTECT, related_name="final_label")
+    laterality = models.CharField(max_length=3, choices=Laterality.choices)
+    category = models.CharField(max_length=8, choices=KeyFrameCategory.choices)
+    method = models.CharField(max_length=16, choices=FinalLabelMethod.choices)
+    # Empty for agreement (the note names the physicians who agreed) and the phantom.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="final_labels_decided"
+    )
+    decided_at = models.DateTimeField()
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-decided_at"]
+        constraints = [
+            *_label_choice_constraints("final_label"),
+            models.CheckConstraint(
+                condition=~models.Q(method="adjudication") | models.Q(decided_by__isnull=False),
+                name="adjudication_names_who_decided",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.class_name} ({self.method}) for frame {self.frame_id}"
+
+    @property
+    def class_name(self) -> str:
+        return class_name(self.laterality, self.category)
+
+
+class PreLabelProbabilities(BaseModel):
+    """The six class probabilities of a pre-label, validated before they are stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    LCA_better: float = Field(ge=0, le=1)
+    LCA_bad: float = Field(ge=0, le=1)
+    LCA_other: float = Field(ge=0, le=1)
+    RCA_better: float = Field(ge=0, le=1)
+    RCA_bad: float = Field(ge=0, le=1)
+    RCA_other: float = Field(ge=0, le=1)
+
+
+class PreLabel(TimestampedModel):
+    """The key-frame CNN's prediction for a frame, shown in assisted mode.
+
+    The hook for the CNN that comes later: nothing in this app creates these rows.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    frame = models.ForeignKey(Frame, on_delete=models.CASCADE, related_name="prelabels")
+    model_version = models.CharField(max_length=100)
+    probabilities = models.JSONField(help_text="Probability of each of the six classes, e.g. {'LCA_better': 0.8, ...}.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The workspace in assisted mode: the newest pre-label of each frame of a loop.
+            models.Index(fields=["frame", "-created_at"], name="prelabel_frame_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pre-label of frame {self.frame_id} by {self.model_version}"
+
+    def clean(self) -> None:
+        try:
+            PreLabelProbabilities.model_validate(self.probabilities)
+        except PydanticValidationError as exc:
+            raise ValidationError({"probabilities": str(exc)}) from None
+
+    @property
+    def predicted_class(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)

@@ -3,6 +3,9 @@
 A role is a Django group of the same name. Physicians label frames, cardiologists review AI
 drafts, admins import, export and train. Superusers count as admins. Every view and API
 endpoint names the roles it admits; anything else gets 403 (or the login page when anonymous).
+
+Adjudicators decide the final label of frames whose labels disagree: admins, and physicians
+who are also in the group "senior" (a qualification of a physician, not a role of its own).
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ class Role(models.TextChoices):
 
 ALL_ROLES = frozenset(Role)
 
+#: The group that makes a physician a senior physician, who may adjudicate.
+SENIOR_GROUP = "senior"
+
+
+def _group_names(user: AbstractBaseUser | AnonymousUser) -> frozenset[str]:
+    """The user's group names: one query, cached on the user object for the request."""
+    if not user.is_authenticated:
+        return frozenset()
+    cached = getattr(user, "_cagvlm_groups", None)
+    if cached is None:
+        cached = frozenset(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+        user._cagvlm_groups = cached  # type: ignore[union-attr,attr-defined]
+    return cached
+
 
 def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
     """The roles a user holds; cached on the user object for the request."""
@@ -38,16 +55,23 @@ def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
         return frozenset()
     cached = getattr(user, "_cagvlm_roles", None)
     if cached is None:
-        names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+        names = _group_names(user)
         cached = frozenset(role for role in Role if role.value in names)
         if user.is_superuser:  # type: ignore[attr-defined]
             cached = cached | {Role.ADMIN}
-        user._cagvlm_roles = cached  # type: ignore[union-attr]
+        user._cagvlm_roles = cached  # type: ignore[union-attr,attr-defined]
     return cached
 
 
 def has_role(user: AbstractBaseUser | AnonymousUser, *roles: Role) -> bool:
     return bool(roles_of(user) & set(roles))
+
+
+def is_adjudicator(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Admins, and physicians in the "senior" group: they decide disputed frames."""
+    if has_role(user, Role.ADMIN):
+        return True
+    return has_role(user, Role.PHYSICIAN) and SENIOR_GROUP in _group_names(user)
 
 
 def role_required(*roles: Role) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -67,6 +91,20 @@ def role_required(*roles: Role) -> Callable[[Callable[..., HttpResponse]], Calla
         return wrapped
 
     return decorator
+
+
+def adjudicator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Like ``role_required``, for the adjudicators (admins and senior physicians)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_adjudicator(request.user):
+            raise PermissionDenied("Only admins and senior physicians adjudicate.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 class _RolePermission(BasePermission):
@@ -90,6 +128,13 @@ def api_roles(*roles: Role) -> type[BasePermission]:
 IsClinicalStaff = api_roles(*ALL_ROLES)
 
 
+class IsAdjudicator(BasePermission):
+    message = "Only admins and senior physicians adjudicate."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return is_adjudicator(request.user)
+
+
 def role_context(request: HttpRequest) -> dict[str, Any]:
     """Template context: the current user's roles, for menus."""
     roles = roles_of(request.user)
@@ -98,4 +143,5 @@ def role_context(request: HttpRequest) -> dict[str, Any]:
         "is_physician": Role.PHYSICIAN in roles,
         "is_cardiologist": Role.CARDIOLOGIST in roles,
         "is_admin": Role.ADMIN in roles,
+        "is_adjudicator": is_adjudicator(request.user),
     }

@@ -19,7 +19,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.health, name="health"),
     path("media/<path:name>", views.media, name="media"),
-    path("exams/", include("annotation.urls")),
+    # Exams at /exams/, labelling at /label/ (one app, one URL namespace).
+    path("", include("annotation.urls")),
     path("api/", include("annotation.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -19,8 +19,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from annotation.labels import adjudication_queue
 from annotation.models import CineLoop
-from cagvlm_site.roles import ALL_ROLES, Role, has_role, role_required
+from cagvlm_site.roles import ALL_ROLES, Role, has_role, is_adjudicator, role_required
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,6 +44,8 @@ FLAGGED_LOOPS_SHOWN = 10
 @role_required(*ALL_ROLES)
 def home(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {}
+    if is_adjudicator(request.user):
+        context["adjudication_count"] = adjudication_queue().count()
     if has_role(request.user, Role.ADMIN):
         flagged = CineLoop.objects.filter(needs_burned_in_review=True)
         context["burned_in_review_count"] = flagged.count()

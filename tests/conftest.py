@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from cagvlm_site.roles import Role
+from cagvlm_site.roles import SENIOR_GROUP, Role
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 XA_FIXTURES = Path(os.environ.get("CAGVLM_XA_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures" / "xa"))
@@ -102,3 +102,27 @@ def users_by_role(physician, cardiologist, admin_user, roleless_user) -> dict[st
         "cardiologist": cardiologist,
         "admin": admin_user,
     }
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory) -> None:
+    """SQLite tests run on a database file, not Django's shared-cache in-memory database.
+
+    Threads of the concurrency tests each open their own connection; shared-cache memory
+    databases lock whole tables and fail at once ("database table is locked") instead of
+    waiting, which is not how the file database of a deployment behaves. A file in this run's
+    own temporary folder keeps parallel runs apart.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("database") / "test.sqlite3")
+
+
+@pytest.fixture
+def senior_physician(db) -> User:
+    """A physician in the "senior" group: adjudicates disputed frames."""
+    user = make_user("dr_senior", Role.PHYSICIAN)
+    user.groups.add(Group.objects.get_or_create(name=SENIOR_GROUP)[0])
+    return user

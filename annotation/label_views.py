@@ -1,0 +1,309 @@
+"""Pages of the labelling: the worklist, the cine viewer, adjudication, agreement, the audit
+trail, and import/export with the project settings.
+
+Kept apart from ``annotation.views`` (the exam pages): each file stays one reader's worth.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from itertools import product
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from annotation.agreement import DIMENSION_TITLES, DIMENSIONS, agreement_report, confusion_matrix_png
+from annotation.forms import AdjudicationForm, AuditFilterForm, LabelImportForm, ProjectForm
+from annotation.label_io import ImportFileError, import_labels
+from annotation.labels import NotDisputed, adjudicate, adjudication_queue, worklist_for
+from annotation.models import (
+    CATEGORY_DEFINITIONS,
+    AnnotationProject,
+    CineLoop,
+    Exam,
+    FinalLabel,
+    Frame,
+    FrameLabel,
+    KeyFrameCategory,
+    LabelEvent,
+    Laterality,
+)
+from cagvlm_site.roles import Role, adjudicator_required, has_role, role_required
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+LOOPS_PER_PAGE = 50
+QUEUE_PER_PAGE = 50
+EVENTS_PER_PAGE = 50
+# Frames either side of a disputed frame shown on the decision page.
+NEIGHBOUR_FRAMES = 2
+
+
+def _label_definitions() -> list[tuple[str, str, str]]:
+    return [(category.value, category.label, CATEGORY_DEFINITIONS[category]) for category in KeyFrameCategory]
+
+
+@require_GET
+@role_required(Role.PHYSICIAN)
+def worklist(request: HttpRequest) -> HttpResponse:
+    page = Paginator(worklist_for(request.user), LOOPS_PER_PAGE).get_page(request.GET.get("page"))
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "annotation/worklist.html#worklist-table" if fragment else "annotation/worklist.html"
+    return render(request, template, {"page": page, "definitions": _label_definitions()})
+
+
+@require_GET
+@role_required(Role.PHYSICIAN, Role.ADMIN)
+def viewer(request: HttpRequest, loop_uuid: UUID) -> HttpResponse:
+    """The cine viewer of one loop. The page is the frame around the player: the frames, the
+    user's own labels and the pre-labels come from the workspace API (``static/js/viewer.js``),
+    so the page costs the same few queries for a loop of 10 frames or 2,000.
+
+    Physicians label; admins may look (the label endpoints admit physicians only)."""
+    loop = get_object_or_404(CineLoop.objects.select_related("exam__project"), uuid=loop_uuid)
+    project = loop.exam.project or AnnotationProject.default()
+    labeller = has_role(request.user, Role.PHYSICIAN)
+    next_loop = worklist_for(request.user).exclude(pk=loop.pk).first() if labeller else None
+    next_loop_url = reverse("annotation:viewer", kwargs={"loop_uuid": next_loop.uuid}) if next_loop else ""
+    # One key per class, in reading order: left then right, better, bad, other (1-6).
+    classes = [
+        {
+            "key": str(number),
+            "laterality": laterality.value,
+            "category": category.value,
+            "category_label": category.label,
+            "definition": CATEGORY_DEFINITIONS[category],
+        }
+        for number, (laterality, category) in enumerate(product(Laterality, KeyFrameCategory), start=1)
+    ]
+    # The API paths of frames and loops the page learns later, with this UUID to replace.
+    placeholder = UUID(int=0)
+    config = {
+        "loop": str(loop.uuid),
+        "frame_size": {"columns": loop.columns, "rows": loop.rows},
+        "can_label": labeller,
+        "placeholder_uuid": str(placeholder),
+        "urls": {
+            "workspace": reverse("api:loop-workspace", kwargs={"uuid": loop.uuid}),
+            "workspace_template": reverse("api:loop-workspace", kwargs={"uuid": placeholder}),
+            "frame_state_template": reverse("api:frame-state", kwargs={"uuid": placeholder}),
+            "my_label_template": reverse("api:frame-my-label", kwargs={"uuid": placeholder}),
+            "undo": reverse("api:label-undo"),
+        },
+        "classes": classes,
+        "next_loop": {"uuid": str(next_loop.uuid), "url": next_loop_url} if next_loop else None,
+    }
+    context = {
+        "loop": loop,
+        "exam": loop.exam,
+        "loop_short": str(loop.uuid)[:8],
+        "last_index": max(loop.frame_count - 1, 0),
+        "mode": project.mode,
+        "can_label": labeller,
+        "lateralities": [
+            {
+                "value": laterality.value,
+                "label": laterality.label,
+                "classes": [c for c in classes if c["laterality"] == laterality],
+            }
+            for laterality in Laterality
+        ],
+        "categories": [
+            {"value": category.value, "label": category.label, "definition": CATEGORY_DEFINITIONS[category]}
+            for category in KeyFrameCategory
+        ],
+        "next_loop_url": next_loop_url,
+        "worklist_url": reverse("annotation:worklist") if labeller else "",
+        "viewer_config": config,
+    }
+    return render(request, "annotation/viewer.html", context)
+
+
+# --- adjudication ----------------------------------------------------------------------------
+
+
+def _with_active_labels(frames: Any) -> Any:
+    return frames.prefetch_related(
+        Prefetch(
+            "labels",
+            queryset=FrameLabel.objects.filter(withdrawn_at=None)
+            .select_related("physician")
+            .order_by("physician__username"),
+            to_attr="active_labels",
+        )
+    )
+
+
+@require_GET
+@adjudicator_required
+def adjudication_queue_page(request: HttpRequest) -> HttpResponse:
+    frames = _with_active_labels(adjudication_queue().select_related("loop__exam"))
+    page = Paginator(frames, QUEUE_PER_PAGE).get_page(request.GET.get("page"))
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "annotation/adjudication_queue.html#queue-table" if fragment else "annotation/adjudication_queue.html"
+    return render(request, template, {"page": page})
+
+
+@require_http_methods(["GET", "POST"])
+@adjudicator_required
+def adjudication_decide(request: HttpRequest, frame_uuid: UUID) -> HttpResponse:
+    frame = get_object_or_404(_with_active_labels(Frame.objects.select_related("loop__exam")), uuid=frame_uuid)
+    final = FinalLabel.objects.filter(frame=frame).select_related("decided_by").first()
+    error = ""
+    if request.method == "POST":
+        form = AdjudicationForm(request.POST)
+        if form.is_valid():
+            try:
+                adjudicate(frame, request.user, **form.cleaned_data)
+            except NotDisputed as exc:
+                error = str(exc)
+            else:
+                following = adjudication_queue().exclude(pk=frame.pk).first()
+                if following is not None:
+                    return redirect("annotation:adjudication-decide", frame_uuid=following.uuid)
+                return redirect("annotation:adjudication")
+    else:
+        initial = {"laterality": final.laterality, "category": final.category, "note": final.note} if final else {}
+        form = AdjudicationForm(initial=initial)
+    neighbours = frame.loop.frames.filter(
+        index__gte=frame.index - NEIGHBOUR_FRAMES, index__lte=frame.index + NEIGHBOUR_FRAMES
+    ).order_by("index")
+    context = {
+        "frame": frame,
+        "loop": frame.loop,
+        "labels": frame.active_labels,
+        "final": final,
+        "neighbours": neighbours,
+        "form": form,
+        "error": error,
+        "definitions": _label_definitions(),
+    }
+    return render(request, "annotation/adjudication_decide.html", context, status=409 if error else 200)
+
+
+# --- agreement -------------------------------------------------------------------------------
+
+
+def _exam_param(request: HttpRequest) -> Exam | None:
+    raw = request.GET.get("exam") or ""
+    try:
+        exam_uuid = UUID(raw)
+    except ValueError:  # none given, or not a UUID: all exams
+        return None
+    return Exam.objects.filter(uuid=exam_uuid).first()
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def agreement(request: HttpRequest) -> HttpResponse:
+    exam = _exam_param(request)
+    report = agreement_report(exam)
+    context = {
+        "report": report,
+        "exam": exam,
+        "dimensions": [(name, report["dimensions"][name]) for name in DIMENSIONS],
+        "dimension_titles": DIMENSION_TITLES,
+    }
+    return render(request, "annotation/agreement.html", context)
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def agreement_confusion(request: HttpRequest) -> HttpResponse:
+    dimension = request.GET.get("dimension", "class")
+    first, second = request.GET.get("a", ""), request.GET.get("b", "")
+    if dimension not in DIMENSIONS or not first or not second:
+        return HttpResponseBadRequest("Give a, b (usernames) and dimension (laterality, category or class).")
+    png = confusion_matrix_png(first, second, dimension, _exam_param(request))
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+# --- audit trail -----------------------------------------------------------------------------
+
+
+@require_GET
+@role_required(Role.ADMIN)
+def audit(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    events = LabelEvent.objects.select_related("actor", "label__physician", "frame__loop__exam")
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["physician"]:
+            events = events.filter(label__physician=data["physician"])
+        if data["exam"]:
+            events = events.filter(frame__loop__exam__uuid=data["exam"])
+        zone = timezone.get_current_timezone()
+        if data["date_from"]:
+            events = events.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tzinfo=zone))
+        if data["date_to"]:
+            end = datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=zone)
+            events = events.filter(created_at__lt=end)
+    elif form.is_bound:
+        events = events.none()
+    page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "annotation/audit.html#audit-table" if fragment else "annotation/audit.html"
+    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})
+
+
+# --- import, export, projects ----------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.ADMIN)
+def label_data(request: HttpRequest) -> HttpResponse:
+    """Export links, the import form and the projects' labelling settings."""
+    import_form = LabelImportForm()
+    report = None
+    import_error = ""
+    projects = list(AnnotationProject.objects.all())
+    if not projects:
+        projects = [AnnotationProject.default()]
+    if request.method == "POST" and request.POST.get("action") == "import":
+        import_form = LabelImportForm(request.POST, request.FILES)
+        if import_form.is_valid():
+            upload = import_form.cleaned_data["file"]
+            try:
+                report = import_labels(
+                    upload.read(),
+                    upload.name or "",
+                    request.user,
+                    dry_run=import_form.cleaned_data["dry_run"],
+                    final=import_form.cleaned_data["final"],
+                )
+            except ImportFileError as exc:
+                import_error = str(exc)
+    elif request.method == "POST" and request.POST.get("action") == "project":
+        project = next((p for p in projects if str(p.uuid) == request.POST.get("project")), None)
+        if project is None:
+            raise Http404("No such project.")
+        project_form = ProjectForm(request.POST, instance=project)
+        if project_form.is_valid():
+            project_form.save()
+            return redirect(reverse("annotation:label-data") + "#projects")
+        project.form = project_form
+    elif request.method == "POST":
+        return HttpResponseBadRequest("Unknown action.")
+    for project in projects:
+        if not hasattr(project, "form"):
+            project.form = ProjectForm(instance=project)
+    context = {
+        "import_form": import_form,
+        "report": report,
+        "import_error": import_error,
+        "projects": projects,
+        "final_label_count": FinalLabel.objects.count(),
+    }
+    return render(request, "annotation/label_data.html", context)
