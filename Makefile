@@ -14,7 +14,7 @@ PORT ?= 8000
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test venv lint format check-migrations ci clean
+.PHONY: run test venv browser lint format check-migrations ci clean
 
 # The environment is rebuilt whenever the lock file changes. uv itself is pinned in the lock
 # (dev group) and bootstrapped into the same .venv with pip.
@@ -31,7 +31,14 @@ run: venv
 	$(PY) manage.py seed_demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: venv
+# Debian's Chromium and CJK fonts for the browser tests, installed with apt-get only where
+# missing (CI runs as root; elsewhere sudo asks). Playwright never downloads a browser.
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium fonts-noto-cjk; }
+
+test: venv browser
 	$(PY) -m pytest
 
 lint: venv
