@@ -11,6 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from annotation.models import CineLoop, DocumentKind, DocumentLanguage, Exam, Frame, Patient
 from tests.conftest import visit_as
@@ -325,3 +326,18 @@ def test_upload_of_several_files_reports_each(client, physician, xa_dir):
     assert "XA-MONO2-8-12x-catheter.dcm" in page
     assert "junk.bin" in page
     assert CineLoop.objects.get().frame_count == 12
+
+
+def test_exam_list_pages_through_many_exams(client, physician) -> None:
+    from tests.factories import ExamFactory
+
+    ExamFactory.create_batch(55)
+    client.force_login(physician)
+
+    first = client.get(reverse("annotation:exam-list")).content.decode()
+    second = client.get(reverse("annotation:exam-list") + "?page=2").content.decode()
+
+    assert 'href="?page=2"' in first
+    assert "Page 1 of 2" in first
+    assert 'href="?page=1"' in second
+    assert "Newer" in second
