@@ -15,6 +15,7 @@ Ground truth per frame:
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -149,5 +150,7 @@ def generate_cohort(exams: int, seed: int, out_dir: Path, workers: int = 1) -> l
     out_dir.mkdir(parents=True, exist_ok=True)
     if workers <= 1:
         return [generate_exam(seed, number, out_dir) for number in range(exams)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: the caller may be a multi-threaded server or test process, and the
+    # generator needs nothing from it (no Django, no open connections).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(generate_exam, [seed] * exams, range(exams), [out_dir] * exams))
