@@ -16,7 +16,7 @@ import stat
 import tempfile
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -410,9 +410,3 @@ def _create_rows(
         dicom_file=dicom_name,
         dicom_sha256=dicom_sha256,
     )
-
-
-def iter_report_lines(report: IngestReport) -> Iterator[str]:
-    for result in report.results:
-        yield result.line
-    yield report.summary

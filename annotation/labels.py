@@ -163,7 +163,13 @@ def _apply_change(label: FrameLabel, **fields: Any) -> FrameLabel:
 
 
 def project_of(frame: Frame) -> AnnotationProject:
-    project = AnnotationProject.objects.filter(exams__loops__frames=frame).first()
+    """The frame's exam's project, else the default one, in one query (this runs on every
+    label)."""
+    project = (
+        AnnotationProject.objects.filter(Q(exams__loops__frames=frame) | Q(is_default=True))
+        .order_by("is_default")
+        .first()
+    )
     return project or AnnotationProject.default()
 
 

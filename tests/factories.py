@@ -5,18 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import factory
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 
+from annotation.derivatives import StoredFiles
 from annotation.models import CineLoop, ClinicalDocument, DocumentKind, DocumentLanguage, Exam, Frame, Patient
 
 
 def _stored(prefix: str, extension: str, payload: bytes) -> str:
-    digest = hashlib.sha256(payload).hexdigest()
-    name = f"{prefix}/{digest[:2]}/{digest[2:4]}/{digest}.{extension}"
-    if not default_storage.exists(name):
-        default_storage.save(name, ContentFile(payload))
-    return name
+    return StoredFiles().save_bytes(prefix, extension, payload)
 
 
 class PatientFactory(factory.django.DjangoModelFactory):

@@ -88,7 +88,8 @@ def fake_identity(plan: ExamPlan, rng: np.random.Generator) -> FakeIdentity:
     )
 
 
-def _uid(*parts: object) -> str:
+def phantom_uid(*parts: object) -> str:
+    """A UID derived from the seeds that name an object: the same seed, the same UID."""
     return generate_uid(prefix=UID_PREFIX, entropy_srcs=[str(p) for p in parts])
 
 
@@ -119,9 +120,9 @@ def write_loop(
     ds.file_meta.TransferSyntaxUID = RLELossless if fmt.rle else ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = XRayAngiographicImageStorage
     ds.SOPClassUID = XRayAngiographicImageStorage
-    ds.StudyInstanceUID = _uid(plan.cohort_seed, plan.number, "study")
-    ds.SeriesInstanceUID = _uid(plan.cohort_seed, plan.number, loop_number, "series")
-    ds.SOPInstanceUID = _uid(plan.cohort_seed, plan.number, loop_number, "instance")
+    ds.StudyInstanceUID = phantom_uid(plan.cohort_seed, plan.number, "study")
+    ds.SeriesInstanceUID = phantom_uid(plan.cohort_seed, plan.number, loop_number, "series")
+    ds.SOPInstanceUID = phantom_uid(plan.cohort_seed, plan.number, loop_number, "instance")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, for the ideographic name group
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from annotation.phantom.anatomy import CoronaryTree, build_coronary_tree
 from annotation.phantom.cohort import ExamPlan, LoopPlan, exam_rng, sample_exam_plan
-from annotation.phantom.dicom_writer import _uid, fake_identity, write_loop
+from annotation.phantom.dicom_writer import fake_identity, phantom_uid, write_loop
 from annotation.phantom.findings import Artery, as_json
 from annotation.phantom.rendering import FrameTruth, LoopSpec, render_loop
 from annotation.phantom.reports import write_reports
@@ -101,7 +101,7 @@ def generate_exam(cohort_seed: int, number: int, out_dir: Path) -> Path:
         loops_truth.append(
             {
                 "file": file_name,
-                "sop_instance_uid": _uid(plan.cohort_seed, plan.number, loop_number, "instance"),
+                "sop_instance_uid": phantom_uid(plan.cohort_seed, plan.number, loop_number, "instance"),
                 "artery": loop.artery.value,
                 "view": loop.view.name,
                 "primary_angle": loop.view.primary_deg,
@@ -130,7 +130,7 @@ def generate_exam(cohort_seed: int, number: int, out_dir: Path) -> Path:
         "exam_id": plan.exam_id,
         "cohort_seed": cohort_seed,
         "number": number,
-        "study_instance_uid": _uid(plan.cohort_seed, plan.number, "study"),
+        "study_instance_uid": phantom_uid(plan.cohort_seed, plan.number, "study"),
         "fake_identity": as_json(identity) | {"study_date": identity.study_date.isoformat()},
         "patient": as_json(plan.profile),
         "findings": as_json(plan.findings),
