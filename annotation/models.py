@@ -251,6 +251,14 @@ class AnnotationMode(models.TextChoices):
     ASSISTED = "assisted", "Assisted (model pre-label shown)"
 
 
+class WorklistOrder(models.TextChoices):
+    ACQUISITION = "acquisition", "Acquisition order"
+    # Uncertainty of the active model's pre-labels; loops without pre-labels follow in
+    # acquisition order.
+    ENTROPY = "entropy", "Most uncertain first (entropy)"
+    MARGIN = "margin", "Most uncertain first (smallest margin)"
+
+
 class AnnotationProject(TimestampedModel):
     """How the frames of a set of exams are labelled: the mode and how many physicians must
     agree. Exams without a project belong to the one default project."""
@@ -262,6 +270,12 @@ class AnnotationProject(TimestampedModel):
         default=2,
         validators=[MinValueValidator(1)],
         help_text="Agreeing labels of this many physicians make a frame's final label.",
+    )
+    worklist_order = models.CharField(
+        max_length=16,
+        choices=WorklistOrder.choices,
+        default=WorklistOrder.ENTROPY,
+        help_text="Once the key-frame CNN has pre-labelled frames, loops it is least sure of come first.",
     )
     is_default = models.BooleanField(default=False, editable=False)
 
@@ -502,25 +516,33 @@ class PreLabelProbabilities(BaseModel):
 
 
 class PreLabel(TimestampedModel):
-    """The key-frame CNN's prediction for a frame, shown in assisted mode.
-
-    The hook for the CNN that comes later: nothing in this app creates these rows.
-    """
+    """The key-frame CNN's prediction for a frame: shown in assisted mode, and the uncertainty
+    that orders the worklist. Written by the pre-labelling job (``inference.prelabel``), one
+    row per frame and model version."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     frame = models.ForeignKey(Frame, on_delete=models.CASCADE, related_name="prelabels")
-    model_version = models.CharField(max_length=100)
+    model_version = models.ForeignKey("inference.ModelVersion", on_delete=models.PROTECT, related_name="prelabels")
     probabilities = models.JSONField(help_text="Probability of each of the six classes, e.g. {'LCA_better': 0.8, ...}.")
+    # Uncertainty of the prediction, kept so the worklist can order by it in SQL: the entropy
+    # of the six probabilities (nats) and the margin between the two most probable classes.
+    entropy = models.FloatField(default=0.0)
+    margin = models.FloatField(default=1.0)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["frame", "model_version"], name="one_prelabel_per_frame_and_model"),
+        ]
         indexes = [
             # The workspace in assisted mode: the newest pre-label of each frame of a loop.
             models.Index(fields=["frame", "-created_at"], name="prelabel_frame_recent_idx"),
+            # The worklist's uncertainty order: the active model's pre-labels by frame.
+            models.Index(fields=["model_version", "frame"], name="prelabel_model_frame_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"Pre-label of frame {self.frame_id} by {self.model_version}"
+        return f"Pre-label of frame {self.frame_id} by model version {self.model_version_id}"
 
     def clean(self) -> None:
         try:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("media/<path:name>", views.media, name="media"),
     # Exams at /exams/, labelling at /label/ (one app, one URL namespace).
     path("", include("annotation.urls")),
+    path("", include("inference.urls")),
     path("api/", include("annotation.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
