@@ -16,8 +16,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
-websocket_urlpatterns: list = []
+from inference.consumers import JobConsumer  # noqa: E402
+
+websocket_urlpatterns: list = [
+    # Live progress: every job (the jobs list) and one job (its page).
+    path("ws/jobs/", JobConsumer.as_asgi()),
+    path("ws/jobs/<uuid:job_uuid>/", JobConsumer.as_asgi()),
+]
 
 application = ProtocolTypeRouter(
     {

@@ -232,6 +232,10 @@ CAGVLM_SAMPLING = {
 # A folder where the hospital places base models (e.g. PaliGemma 2, Gemma 3). Nothing is ever
 # downloaded: models load from here or from what an installed package ships.
 CAGVLM_MODEL_DIR = Path(env_str("CAGVLM_MODEL_DIR", str(VAR_DIR / "models")))
+# A local weights file the key-frame CNN starts training from (e.g. ImageNet ConvNeXt weights
+# the hospital placed on disk); empty: random initialisation.
+_keyframe_init_weights = env_str("CAGVLM_KEYFRAME_INIT_WEIGHTS", "")
+CAGVLM_KEYFRAME_INIT_WEIGHTS = Path(_keyframe_init_weights) if _keyframe_init_weights else None
 
 # --- channels, tasks, cache -------------------------------------------------------------------
 
@@ -249,6 +253,16 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+CAGVLM_JOBS = {
+    # A running job's worker writes its heartbeat this often (seconds) ...
+    "HEARTBEAT_INTERVAL": env_int("CAGVLM_JOB_HEARTBEAT_INTERVAL", 5, minimum=1),
+    # ... and a running job whose heartbeat is older than this is marked failed: its worker died.
+    "HEARTBEAT_TIMEOUT": env_int("CAGVLM_JOB_HEARTBEAT_TIMEOUT", 60, minimum=2),
+}
+if CAGVLM_JOBS["HEARTBEAT_TIMEOUT"] < 2 * CAGVLM_JOBS["HEARTBEAT_INTERVAL"]:
+    # A timeout shorter than two beats would fail live jobs whose beat is merely late.
+    raise ImproperlyConfigured("CAGVLM_JOB_HEARTBEAT_TIMEOUT must be at least twice CAGVLM_JOB_HEARTBEAT_INTERVAL")
 
 # --- auth -------------------------------------------------------------------------------------
 

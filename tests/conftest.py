@@ -126,3 +126,61 @@ def senior_physician(db) -> User:
     user = make_user("dr_senior", Role.PHYSICIAN)
     user.groups.add(Group.objects.get_or_create(name=SENIOR_GROUP)[0])
     return user
+
+
+@pytest.fixture
+def job_runners(monkeypatch, settings, tmp_path):
+    """A job-runner registry of the test's own, empty (the product's runners are not loaded:
+    register test runners with ``inference.jobs.register_runner``), and a VAR_DIR of its own
+    for the jobs' checkpoint folders. Returns the ``inference.jobs`` module."""
+    from inference import jobs
+
+    # The product's runner modules register at import (the URLconf imports one): import them
+    # now, into the real registry, so that they never land in the test's own.
+    jobs.load_runners()
+    monkeypatch.setattr(jobs, "_RUNNERS", {})
+    monkeypatch.setattr(jobs, "RUNNER_MODULES", [])
+    settings.VAR_DIR = tmp_path / "var"
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_keyframe_weights() -> tuple[bytes, dict]:
+    """A randomly initialised convnext_atto at 32 px (seeded) as safetensors bytes, and its
+    model config: built once per run, the way the trainer saves a model."""
+    import torch
+
+    from inference.ml.keyframe.config import KeyframeModelConfig
+    from inference.ml.keyframe.model import build_model, cpu_state, weights_to_safetensors
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = KeyframeModelConfig(arch="convnext_atto", image_size=32)
+    model = build_model(config)
+    return weights_to_safetensors(cpu_state(model), config), config.model_dump(mode="json")
+
+
+@pytest.fixture
+def registered_keyframe_model(db, tiny_keyframe_weights, monkeypatch):
+    """A tiny key-frame CNN registered through the model registry and activated: the active
+    ModelVersion, whose weights ``registry.load_predictor`` loads from storage. Predictors
+    built in the test use one thread (the test machine is shared)."""
+    import torch
+
+    from inference.ml.keyframe.runtime import THREADS_ENV
+    from inference.models import ModelKind
+    from inference.registry import activate, register_model_version
+    from tests.factories import DatasetSnapshotFactory
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    torch.set_num_threads(1)
+    weights, model_config = tiny_keyframe_weights
+    version = register_model_version(
+        kind=ModelKind.KEYFRAME_CNN,
+        architecture=model_config["arch"],
+        config={"model": model_config, "training": {"arch": model_config["arch"], "image_size": 32}},
+        weights=weights,
+        snapshot=DatasetSnapshotFactory(),
+        metrics={},
+    )
+    return activate(version, None)

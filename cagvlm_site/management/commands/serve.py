@@ -1,17 +1,27 @@
 """Run the product: the ASGI server (HTTP and websockets) and a task worker, together.
 
 Both run as child processes; Ctrl-C (or SIGTERM) stops both, and if either exits the other is
-stopped too, so a half-running product never hides behind a live web page.
+stopped too, so a half-running product never hides behind a live web page. Every 30 s the
+supervisor also marks failed the jobs whose worker died (``inference.jobs.reap_stale_jobs``).
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+
+from inference.jobs import reap_stale_jobs
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks for jobs whose worker stopped sending heartbeats.
+REAP_INTERVAL_S = 30
 
 
 class Command(BaseCommand):
@@ -37,9 +47,13 @@ class Command(BaseCommand):
                     child.terminate()
 
         signal.signal(signal.SIGTERM, stop)
+        next_reap = time.monotonic() + REAP_INTERVAL_S
         try:
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + REAP_INTERVAL_S
+                    self.reap()
         except KeyboardInterrupt:
             pass
         finally:
@@ -52,3 +66,14 @@ class Command(BaseCommand):
         failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
         if failed:
             raise SystemExit(failed[0].returncode)
+
+    def reap(self) -> None:
+        """Fail the jobs of dead workers; a database hiccup must not stop the product."""
+        try:
+            for job in reap_stale_jobs():
+                self.stderr.write(f"Job {job.uuid} failed: {job.error}")
+        except Exception:
+            logger.exception("Looking for jobs of dead workers failed")
+        finally:
+            # Between looks the supervisor holds no connection (PostgreSQL's pool gets it back).
+            connection.close()
