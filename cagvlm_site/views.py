@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 # Content-addressed folders: a name there never points at other bytes (annotation.derivatives),
 # so browsers may keep these files for a year without asking again.
 IMMUTABLE_MEDIA_PREFIXES = ("frames/", "dicom/")
+# Model weights and dataset manifests (the registry's files) are for admins only: a manifest
+# lists every labelled frame, and weights are the hospital's trained artifact.
+ADMIN_ONLY_MEDIA_PREFIXES = ("models/", "datasets/")
 IMMUTABLE_CACHE_CONTROL = "private, max-age=31536000, immutable"
 # Types Python's mimetypes table does not know, or knows inconsistently across platforms.
 MEDIA_CONTENT_TYPES = {".webp": "image/webp", ".dcm": "application/dicom"}
@@ -129,6 +133,8 @@ def media(request: HttpRequest, name: str) -> FileResponse:
     when de-identified)."""
     if ".." in name or name.startswith(("/", "\\")) or "\x00" in name:
         raise Http404("No such file.")
+    if name.startswith(ADMIN_ONLY_MEDIA_PREFIXES) and not has_role(request.user, Role.ADMIN):
+        raise PermissionDenied("Model weights and dataset manifests are for admins.")
     if not default_storage.exists(name):
         raise Http404("No such file.")
     try:

@@ -205,6 +205,21 @@ def test_media_access_per_visitor(client, users_by_role, visitor):
         assert b"".join(response.streaming_content) == b"RIFF-not-really-webp"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("visitor", ALL_VISITORS)
+@pytest.mark.parametrize("name", ["models/keyframe_cnn/ab/cd/abcd.safetensors", "datasets/ab/cd/abcd.json"])
+def test_model_weights_and_dataset_manifests_are_for_admins_only(client, users_by_role, visitor, name):
+    store(name, b"registry file")
+    response = visit_as(client, users_by_role, visitor).get(f"/media/{name}")
+    if visitor == "anonymous":
+        assert_sent_to_login(response, f"/media/{name}")
+    elif visitor == "admin":
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == b"registry file"
+    else:
+        assert response.status_code == 403
+
+
 def test_media_serves_a_frame_as_immutable_webp(client, physician):
     loop = CineLoopFactory(frames=1)
     frame = loop.frames.get()

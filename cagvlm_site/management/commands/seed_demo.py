@@ -66,10 +66,16 @@ class Command(BaseCommand):
         if len(list(folder.glob("*/ground_truth.json"))) < exams:
             self.stdout.write(f"Generating {exams} phantom exams (seed {seed}) in {folder} ...")
             generate_cohort(exams, seed, folder, workers=min(exams, os.cpu_count() or 1))
+        from inference.phantom_labels import import_phantom_labels
+
         frames = 0
         for report, _exam in load_phantom_cohort(folder):
             frames += report.frames_ingested
         self.stdout.write(f"Phantom exams ingested with their reports ({frames} frames).")
+        # Their ground truth becomes final labels (method "phantom"), so an admin can train the
+        # key-frame CNN in the demo without labelling first.
+        labels = import_phantom_labels(folder)
+        self.stdout.write(f"Phantom ground truth imported as final labels ({labels.created} frames).")
 
     def _ensure_users(self) -> list[tuple[str, str, Role]]:
         store = Path(settings.VAR_DIR) / "demo-credentials.txt"
