@@ -75,6 +75,7 @@ from annotation.models import (
     Laterality,
 )
 from cagvlm_site.roles import IsAdjudicator, Role, api_roles, has_role
+from inference.prelabel import start_prelabel_after_ingest
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -526,6 +527,8 @@ class IngestView(APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         report = ingest_uploads(files)
+        # New exams go to the active key-frame model, when there is one.
+        start_prelabel_after_ingest(report, request.user)
         return Response(
             IngestReportSerializer(_report_body(report)).data,
             status=status.HTTP_200_OK if report.ok else status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -585,7 +588,8 @@ class MyLabelSerializer(serializers.Serializer):
 
 
 class PreLabelSerializer(serializers.Serializer):
-    model_version = serializers.CharField()
+    model_version = serializers.CharField(source="model_version.label", help_text='The model, e.g. "convnext_atto v3".')
+    model_version_uuid = serializers.UUIDField(source="model_version.uuid")
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="Each of the six classes.")
     predicted_class = serializers.CharField()
     created_at = serializers.DateTimeField()

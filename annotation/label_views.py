@@ -57,7 +57,10 @@ def worklist(request: HttpRequest) -> HttpResponse:
     page = Paginator(worklist_for(request.user), LOOPS_PER_PAGE).get_page(request.GET.get("page"))
     fragment = request.htmx and not request.htmx.history_restore_request
     template = "annotation/worklist.html#worklist-table" if fragment else "annotation/worklist.html"
-    return render(request, template, {"page": page, "definitions": _label_definitions()})
+    # The model's uncertainty column, once loops on the page are ranked by it.
+    show_uncertainty = any(loop.uncertainty is not None for loop in page)
+    context = {"page": page, "definitions": _label_definitions(), "show_uncertainty": show_uncertainty}
+    return render(request, template, context)
 
 
 @require_GET

@@ -21,7 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Avg,
+    Case,
+    CharField,
+    Count,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -37,13 +51,17 @@ from annotation.models import (
     LabelEvent,
     Laterality,
     PreLabel,
+    WorklistOrder,
 )
 from cagvlm_site.roles import Role, has_role, is_adjudicator
+from inference.models import ModelKind
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 MAX_NOTE_CHARS = 2000
+#: The largest entropy of six class probabilities (nats): the worklist's uncertainty scale.
+MAX_ENTROPY = math.log(6)
 # One visit to a frame longer than a day is a clock error, not time spent.
 MAX_SECONDS_PER_VISIT = 24 * 3600.0
 
@@ -447,14 +465,65 @@ def _count(rows: QuerySet, outer_path: str, outer_field: str = "pk", **condition
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def rank_loops_for_labelling(loops: QuerySet[CineLoop], physician: User) -> QuerySet[CineLoop]:
-    """The order in which a physician is offered loops to label.
+def _mean_of_active_prelabels(field: str) -> Subquery:
+    """The mean ``field`` of the active key-frame model's pre-labels of the outer loop's
+    sampled frames (None when it has pre-labelled none of them)."""
+    means = (
+        PreLabel.objects.filter(
+            frame__loop=OuterRef("pk"),
+            frame__is_sampled=True,
+            model_version__kind=ModelKind.KEYFRAME_CNN,
+            model_version__is_active=True,
+        )
+        .order_by()
+        .values("frame__loop")
+        .annotate(mean=Avg(field))
+        .values("mean")
+    )
+    return Subquery(means, output_field=FloatField())
 
-    The uncertainty hook: for now acquisition order (exam by exam, loops as they were
-    acquired). The key-frame CNN replaces this with the loops whose frames it is least sure
-    of first, so that each label teaches it the most.
+
+def rank_loops_for_labelling(loops: QuerySet[CineLoop], physician: User) -> QuerySet[CineLoop]:
+    """The order in which a physician is offered loops to label: the loops the active
+    key-frame CNN is least sure of first, so that each label teaches it the most.
+
+    Each loop follows its project's ``worklist_order`` (the default project's for exams
+    without one): ``entropy``, the highest mean entropy of the model's pre-labels of the loop's
+    sampled frames first; ``margin``, the smallest mean margin first; ``acquisition``, none.
+    Both measures are brought to one 0-1 scale (entropy over its maximum, ln 6; one minus the
+    margin), so projects with different orders share one list. Loops without pre-labels of
+    the active model, and loops of projects in acquisition order, follow in acquisition order
+    (exam by exam, loops as they were acquired).
+
+    All in the one query of the list: correlated subqueries, no query per loop. The loops
+    carry ``worklist_order``, ``prelabel_entropy``, ``prelabel_margin`` and ``uncertainty``
+    (None where not ranked by it) for the page to show.
     """
-    return loops.order_by(
+    default_order = AnnotationProject.objects.filter(is_default=True).values("worklist_order")[:1]
+    ranked = (
+        loops.annotate(
+            worklist_order=Coalesce(
+                F("exam__project__worklist_order"),
+                Subquery(default_order, output_field=CharField()),
+                Value(WorklistOrder.ENTROPY.value),
+                output_field=CharField(),
+            ),
+        )
+        .annotate(
+            prelabel_entropy=_mean_of_active_prelabels("entropy"),
+            prelabel_margin=_mean_of_active_prelabels("margin"),
+        )
+        .annotate(
+            uncertainty=Case(
+                When(worklist_order=WorklistOrder.ENTROPY, then=F("prelabel_entropy") / Value(MAX_ENTROPY)),
+                When(worklist_order=WorklistOrder.MARGIN, then=Value(1.0) - F("prelabel_margin")),
+                default=None,
+                output_field=FloatField(),
+            ),
+        )
+    )
+    return ranked.order_by(
+        F("uncertainty").desc(nulls_last=True),
         "exam__study_date",
         "exam__created_at",
         F("acquisition_datetime").asc(nulls_last=True),
@@ -518,7 +587,13 @@ def _frame_views(frames: list[Frame], loop: CineLoop, project: AnnotationProject
         disputed = set(adjudication_queue().filter(loop=loop, pk__in=frame_ids).values_list("pk", flat=True))
     prelabels: dict[int, PreLabel] = {}
     if project.is_assisted:
-        for prelabel in PreLabel.objects.filter(frame_id__in=frame_ids).order_by("frame_id", "-created_at"):
+        # The active model's pre-label of each frame, else the newest of another version.
+        shown = (
+            PreLabel.objects.filter(frame_id__in=frame_ids)
+            .select_related("model_version")
+            .order_by("frame_id", "-model_version__is_active", "-created_at")
+        )
+        for prelabel in shown:
             prelabels.setdefault(prelabel.frame_id, prelabel)
     return [
         FrameView(

@@ -16,7 +16,9 @@ from pydicom.uid import UID
 from annotation.forms import UploadForm
 from annotation.ingest import IngestReport, ingest_uploads
 from annotation.models import CineLoop, ClinicalDocument, DocumentKind, DocumentLanguage, Exam, Frame
-from cagvlm_site.roles import ALL_ROLES, Role, role_required
+from cagvlm_site.roles import ALL_ROLES, Role, has_role, role_required
+from inference.keyframes import key_frame_section
+from inference.prelabel import start_prelabel_after_ingest
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -130,6 +132,8 @@ def exam_detail(request: HttpRequest, exam_uuid: UUID) -> HttpResponse:
         "frame_total": sum(card.loop.frame_count for card in cards),
         "sampled_total": sum(len(card.sampled_frames) for card in cards),
         "flagged_count": sum(card.loop.needs_burned_in_review for card in cards),
+        "key_frames": key_frame_section(exam),
+        "can_edit_key_frames": has_role(request.user, Role.PHYSICIAN, Role.ADMIN),
     }
     return render(request, "annotation/exam_detail.html", context)
 
@@ -138,11 +142,14 @@ def exam_detail(request: HttpRequest, exam_uuid: UUID) -> HttpResponse:
 @role_required(Role.ADMIN, Role.PHYSICIAN)
 def upload(request: HttpRequest) -> HttpResponse:
     report: IngestReport | None = None
+    prelabel_job = None
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             report = ingest_uploads(form.cleaned_data["files"])
+            # New exams go to the active key-frame model, when there is one.
+            prelabel_job = start_prelabel_after_ingest(report, request.user)
     else:
         form = UploadForm()
     template = "annotation/upload.html#results" if request.htmx else "annotation/upload.html"
-    return render(request, template, {"form": form, "report": report})
+    return render(request, template, {"form": form, "report": report, "prelabel_job": prelabel_job})

@@ -27,8 +27,9 @@ from annotation.models import (
     LabelEvent,
     PreLabel,
 )
+from inference.models import ModelVersion
 from tests.annotation.labelling import label, sampled_frames
-from tests.factories import CineLoopFactory
+from tests.factories import CineLoopFactory, ModelVersionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -384,8 +385,10 @@ def test_adjudicators_see_which_frames_are_disputed(visitors, disputed, role):
 
 def test_prelabels_are_shown_in_assisted_mode_only(physician, loop):
     frame = sampled_frames(loop)[0]
-    PreLabel.objects.create(frame=frame, model_version="old", probabilities={**PROBABILITIES, "LCA_better": 0.1})
-    PreLabel.objects.create(frame=frame, model_version="convnext-v2", probabilities=PROBABILITIES)
+    old = ModelVersionFactory(version=1)
+    newer = ModelVersionFactory(version=2, architecture="convnext_nano")
+    PreLabel.objects.create(frame=frame, model_version=old, probabilities={**PROBABILITIES, "LCA_better": 0.1})
+    PreLabel.objects.create(frame=frame, model_version=newer, probabilities=PROBABILITIES)
     client = client_for(physician)
     url = reverse("api:loop-workspace", kwargs={"uuid": loop.uuid})
 
@@ -398,11 +401,16 @@ def test_prelabels_are_shown_in_assisted_mode_only(physician, loop):
     assert all(frame_["prelabel"] is None for frame_ in blinded["frames"])
     assert assisted["mode"] == "assisted"
     prelabel = assisted["frames"][0]["prelabel"]
-    assert prelabel["model_version"] == "convnext-v2"  # the newest
+    assert prelabel["model_version"] == "convnext_nano v2"  # the newest
+    assert prelabel["model_version_uuid"] == str(newer.uuid)
     assert prelabel["predicted_class"] == "LCA_better"
     assert prelabel["probabilities"] == PROBABILITIES
     assert assisted["frames"][1]["prelabel"] is None
-    assert client.get(state_url(frame)).data["prelabel"]["model_version"] == "convnext-v2"
+    assert client.get(state_url(frame)).data["prelabel"]["model_version"] == "convnext_nano v2"
+
+    # Once a version is active, its pre-label is the one shown, however old.
+    ModelVersion.objects.filter(pk=old.pk).update(is_active=True)
+    assert client.get(state_url(frame)).data["prelabel"]["model_version"] == "convnext_atto v1"
 
 
 # --- lists, final labels, export -------------------------------------------------------------
@@ -566,12 +574,13 @@ def test_agreement_endpoint(admin_user, physician, other_physician, loop):
 def _labelled_loop(frames: int, readers, *, prelabels: bool = False) -> CineLoop:
     """A loop whose sampled frames every reader labelled, the first two disagreeing."""
     loop = CineLoopFactory(frame_count=frames)
+    version = ModelVersionFactory() if prelabels else None
     for position, frame in enumerate(sampled_frames(loop)):
         for reader_position, reader in enumerate(readers):
             six_class = "RCA_bad" if reader_position == 1 and position % 2 else "LCA_better"
             label(frame, reader, six_class, note=f"note {position}")
         if prelabels:
-            PreLabel.objects.create(frame=frame, model_version="v1", probabilities=PROBABILITIES)
+            PreLabel.objects.create(frame=frame, model_version=version, probabilities=PROBABILITIES)
     return loop
 
 

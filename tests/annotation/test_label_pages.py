@@ -15,7 +15,7 @@ from annotation.labels import withdraw_label
 from annotation.models import AnnotationMode, AnnotationProject, FinalLabel, FrameLabel, LabelEvent
 from tests.annotation.labelling import label, sampled_frames
 from tests.conftest import visit_as
-from tests.factories import CineLoopFactory
+from tests.factories import CineLoopFactory, ModelVersionFactory, make_prelabel
 
 pytestmark = pytest.mark.django_db
 
@@ -143,6 +143,22 @@ def test_worklist_lists_my_loops_with_progress_and_links_to_the_viewer(client, p
     assert "Vessels fully opacified and sharp" in page
     fragment = client.get(reverse("annotation:worklist"), headers={"HX-Request": "true"}).content.decode()
     assert fragment.lstrip().startswith('<div id="worklist-table">')
+
+
+def test_worklist_shows_the_model_uncertainty_once_loops_are_ranked_by_it(client, physician, loop):
+    client.force_login(physician)
+    assert "Model uncertainty" not in client.get(reverse("annotation:worklist")).content.decode()
+    unsure = CineLoopFactory(frame_count=10)
+    version = ModelVersionFactory(is_active=True)
+    for frame in sampled_frames(unsure):
+        make_prelabel(frame, version, "RCA_bad", 0.4)
+
+    page = client.get(reverse("annotation:worklist")).content.decode()
+
+    assert "Model uncertainty" in page
+    assert page.index(str(unsure.uuid)) < page.index(str(loop.uuid))  # the uncertain loop first
+    assert "entropy 1.64" in page  # 0.4 and five times 0.12, in nats
+    assert "—" in page  # the loop without pre-labels
 
 
 def test_worklist_when_everything_is_labelled(client, physician):

@@ -27,16 +27,19 @@ from annotation.labels import (
 from annotation.models import (
     AnnotationMode,
     AnnotationProject,
+    Exam,
     FinalLabel,
     FinalLabelMethod,
     FrameLabel,
     LabelAction,
     LabelEvent,
     PreLabel,
+    WorklistOrder,
 )
 from cagvlm_site.roles import SENIOR_GROUP, is_adjudicator
+from inference.models import ModelVersion
 from tests.annotation.labelling import label, physicians, sampled_frames
-from tests.factories import CineLoopFactory, ExamFactory
+from tests.factories import CineLoopFactory, ExamFactory, ModelVersionFactory, make_prelabel
 
 pytestmark = pytest.mark.django_db
 
@@ -426,12 +429,80 @@ def test_a_withdrawn_label_puts_the_frame_back_on_the_worklist(physician):
     assert list(worklist_for(physician)) == [loop]
 
 
-def test_worklist_is_in_acquisition_order_for_now(physician):
+def test_worklist_is_in_acquisition_order_without_pre_labels(physician):
     exam = ExamFactory()
     later = CineLoopFactory(exam=exam, acquisition_datetime=datetime.datetime(2024, 1, 1, 10, 5, tzinfo=datetime.UTC))
     earlier = CineLoopFactory(exam=exam, acquisition_datetime=datetime.datetime(2024, 1, 1, 10, 0, tzinfo=datetime.UTC))
 
     assert list(worklist_for(physician)) == [earlier, later]
+
+
+def _acquired(exam, minute: int, **options):
+    return CineLoopFactory(
+        exam=exam, acquisition_datetime=datetime.datetime(2024, 1, 1, 10, minute, tzinfo=datetime.UTC), **options
+    )
+
+
+def _prelabel_sampled(loop, version, p: float) -> None:
+    """The model puts ``p`` on LCA_better for every sampled frame: the lower ``p``, the less
+    sure it is (higher entropy, smaller margin)."""
+    for frame_ in sampled_frames(loop):
+        make_prelabel(frame_, version, "LCA_better", p)
+
+
+@pytest.fixture
+def ranked_loops():
+    """Four loops acquired in order first..fourth: the active model is sure of ``sure``,
+    unsure of ``unsure``, has not seen ``unseen``; an inactive model was unsure of ``sure``."""
+    exam = ExamFactory()
+    loops = {name: _acquired(exam, minute) for minute, name in enumerate(["unseen", "sure", "middling", "unsure"])}
+    active = ModelVersionFactory(is_active=True)
+    _prelabel_sampled(loops["sure"], active, 0.95)
+    _prelabel_sampled(loops["middling"], active, 0.6)
+    _prelabel_sampled(loops["unsure"], active, 0.3)
+    _prelabel_sampled(loops["sure"], ModelVersionFactory(), 0.2)  # not the active model: ignored
+    return loops
+
+
+@pytest.mark.parametrize("order", [WorklistOrder.ENTROPY, WorklistOrder.MARGIN])
+def test_worklist_puts_the_loops_the_active_model_is_least_sure_of_first(physician, ranked_loops, order):
+    AnnotationProject.default()  # a flushed database creates it
+    AnnotationProject.objects.filter(is_default=True).update(worklist_order=order)
+
+    ranked = list(worklist_for(physician))
+
+    assert [loop.pk for loop in ranked] == [ranked_loops[name].pk for name in ["unsure", "middling", "sure", "unseen"]]
+    assert ranked[-1].uncertainty is None  # no pre-labels: last, in acquisition order
+    assert ranked[0].uncertainty > ranked[1].uncertainty > ranked[2].uncertainty
+    if order == WorklistOrder.MARGIN:
+        assert ranked[0].prelabel_margin == pytest.approx(0.3 - 0.7 / 5)
+    else:
+        assert ranked[0].prelabel_entropy > ranked[2].prelabel_entropy
+
+
+def test_worklist_in_acquisition_order_when_the_project_says_so(physician, ranked_loops):
+    project = AnnotationProject.objects.create(name="In order", worklist_order=WorklistOrder.ACQUISITION)
+    Exam.objects.update(project=project)
+
+    ranked = list(worklist_for(physician))
+
+    assert [loop.pk for loop in ranked] == [ranked_loops[n].pk for n in ["unseen", "sure", "middling", "unsure"]]
+    assert all(loop.uncertainty is None for loop in ranked)
+
+
+def test_worklist_ranking_follows_the_active_model(physician, ranked_loops):
+    ModelVersion.objects.update(is_active=False)
+    assert [loop.pk for loop in worklist_for(physician)] == [
+        ranked_loops[n].pk for n in ["unseen", "sure", "middling", "unsure"]
+    ]
+
+
+def test_worklist_ranking_is_one_query(physician, ranked_loops, django_assert_num_queries):
+    for _ in range(5):
+        _prelabel_sampled(CineLoopFactory(frame_count=20), ModelVersion.objects.get(is_active=True), 0.5)
+    with django_assert_num_queries(1):
+        loops = list(worklist_for(physician))
+    assert len(loops) == 9
 
 
 # --- roles, projects, pre-labels -------------------------------------------------------------
@@ -460,9 +531,10 @@ def test_one_default_project_exists_blinded_with_two_readers():
 
 
 def test_prelabel_probabilities_are_validated(frame):
+    version = ModelVersionFactory()
     good = PreLabel(
         frame=frame,
-        model_version="convnext-test",
+        model_version=version,
         probabilities={
             "LCA_better": 0.7,
             "LCA_bad": 0.1,
@@ -475,6 +547,6 @@ def test_prelabel_probabilities_are_validated(frame):
     good.full_clean()
     assert good.predicted_class == "LCA_better"
 
-    bad = PreLabel(frame=frame, model_version="convnext-test", probabilities={"LCA_better": 1.5})
+    bad = PreLabel(frame=frame, model_version=version, probabilities={"LCA_better": 1.5})
     with pytest.raises(ValidationError):
         bad.full_clean()

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.ingest import Outcome, ingest_paths
+from inference.prelabel import start_prelabel_after_ingest
 
 
 class Command(BaseCommand):
@@ -27,5 +28,13 @@ class Command(BaseCommand):
         for result in report.results:
             self.stdout.write(style[result.outcome](result.line))
         self.stdout.write(report.summary)
+        # New exams go to the active key-frame model, when there is one: queued for the task
+        # worker, as an upload in the browser does.
+        job = start_prelabel_after_ingest(report, None)
+        if job is not None:
+            self.stdout.write(
+                f"Pre-labelling job {job.uuid} queued for {len(job.parameters.get('exams', []))} exam(s) with the "
+                "active key-frame model; a task worker (manage.py db_worker) runs it."
+            )
         if not report.ok:
             raise CommandError(f"{report.count(Outcome.REJECTED)} file(s) rejected", returncode=1)
