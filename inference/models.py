@@ -86,8 +86,9 @@ class Job(TimestampedModel):
     )
     # Jobs that must never run side by side share a key (e.g. "train:keyframe_cnn"): the
     # database refuses a second active job with the same key, so two admins pressing "train"
-    # at once cannot both win a check-then-act race.
-    exclusive_key = models.CharField(max_length=64, null=True, blank=True)
+    # at once cannot both win a check-then-act race. NULL, not "", for jobs without a key:
+    # NULLs never collide under the unique constraint.
+    exclusive_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-created_at"]
@@ -287,7 +288,9 @@ class KeyFrame(TimestampedModel):
         ]
         indexes = [
             # The exam page and the corpus export: an exam's key frames still in use.
-            models.Index(fields=["exam", "laterality"], name="key_frame_in_use_idx", condition=models.Q(excluded_at=None))
+            models.Index(
+                fields=["exam", "laterality"], name="key_frame_in_use_idx", condition=models.Q(excluded_at=None)
+            )
         ]
 
     def __str__(self) -> str:
