@@ -1,0 +1,146 @@
+"""Pre-labelling speed of the key-frame CNN, against a naive loop measured in the same run.
+
+Baseline: the per-frame eager loop anyone would write first (``predict_naively``): decode a
+frame, run the network on it alone under ``torch.no_grad``, in the default memory format and
+torch's default thread setting. Product: ``KeyframePredictor.predict``, the path the
+pre-labelling job runs: batches, ``torch.inference_mode``, channels-last, threads set to the
+physical cores, decoding of the next batch overlapped with the network. Both get the same
+frames (WebP bytes, as ingest stores them) and the same randomly initialised weights; the
+predictions must agree (same class for every frame, probabilities within 1e-4).
+
+Frames: the real RCA cine ``../shared/fixtures/xa/0002.DCM`` (96 frames, 8 bit), each encoded as
+WebP at the product's default quality, repeated to the number asked; synthetic cine-like frames
+when the fixture is absent. Target: product at least 3x the naive loop with a small
+architecture on this CPU. ConvNeXt-Base is measured too, on fewer frames (it is slow here).
+
+Usage: ``.venv/bin/python benchmarks/prelabel.py [--frames 96] [--base-frames 16] [--image-size 224]``.
+The last line reads ``ratio=<product / naive> same_predictions=<true|false> frames_per_s=<product>``
+followed by the ConvNeXt-Base figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from inference.ml.keyframe.config import KeyframeModelConfig  # noqa: E402
+from inference.ml.keyframe.model import build_model  # noqa: E402
+from inference.ml.keyframe.predictor import KeyframePredictor, predict_naively  # noqa: E402
+
+FIXTURE = Path(os.environ.get("CAGVLM_XA_FIXTURES", REPO.parent / "shared" / "fixtures" / "xa")) / "0002.DCM"
+WEBP_QUALITY = 90  # the product's default (CAGVLM_WEBP_QUALITY)
+
+
+def webp(display: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(display).save(buffer, format="WEBP", quality=WEBP_QUALITY)
+    return buffer.getvalue()
+
+
+def fixture_frames() -> list[np.ndarray]:
+    from pydicom.pixels import iter_pixels
+
+    # 8 bits stored, MONOCHROME2, no window: the stored pixels are the display image.
+    return [np.ascontiguousarray(frame, dtype=np.uint8) for frame in iter_pixels(FIXTURE)]
+
+
+def synthetic_frames(count: int = 48, size: int = 512) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    frames = []
+    for index in range(count):
+        image = 150 + 30 * np.sin(x / 80.0) * np.cos(y / 110.0)
+        centre = size / 2 + 90 * np.sin(y / 70.0 + index / 6.0)
+        image -= 70 * np.exp(-((x - centre) ** 2) / 50.0) * min(1.0, index / 12)
+        frames.append(np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+def frames_as_webp(count: int) -> tuple[list[bytes], str]:
+    try:
+        source, name = fixture_frames(), FIXTURE.name
+    except (OSError, ImportError, ValueError) as exc:
+        print(f"fixture unavailable ({exc}); synthetic frames", file=sys.stderr)
+        source, name = synthetic_frames(), "synthetic"
+    encoded = [webp(frame) for frame in source]
+    return [encoded[index % len(encoded)] for index in range(count)], name
+
+
+def measure(arch: str, image_size: int, frames: list[bytes], batch_size: int, threads: int | None) -> dict:
+    config = KeyframeModelConfig(arch=arch, image_size=image_size)
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    product = KeyframePredictor.from_model(model, config, device="cpu", threads=threads)
+
+    # Warm-up, the same for both: a few frames each (first calls pick oneDNN kernels).
+    predict_naively(model, frames[:2], config)
+    product.predict(frames[:2], batch_size=batch_size)
+
+    started = time.perf_counter()
+    naive = predict_naively(model, frames, config)
+    naive_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    batched = product.predict(frames, batch_size=batch_size)
+    product_seconds = time.perf_counter() - started
+
+    difference = float(np.abs(batched - naive).max())
+    same = bool(np.array_equal(batched.argmax(axis=1), naive.argmax(axis=1)) and difference <= 1e-4)
+    result = {
+        "arch": arch,
+        "frames": len(frames),
+        "naive_fps": len(frames) / naive_seconds,
+        "product_fps": len(frames) / product_seconds,
+        "same": same,
+        "max_difference": difference,
+        "threads": torch.get_num_threads(),
+    }
+    result["ratio"] = result["product_fps"] / result["naive_fps"]
+    print(
+        f"{arch} at {image_size} px, {len(frames)} frames, batch {batch_size}, {result['threads']} threads: "
+        f"naive {result['naive_fps']:.1f} frames/s, product {result['product_fps']:.1f} frames/s, "
+        f"ratio {result['ratio']:.2f}, same predictions {str(same).lower()} (max |dp| {difference:.1e})",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="convnext_atto", help="small architecture (default %(default)s)")
+    parser.add_argument("--frames", type=int, default=96, help="frames for the small architecture")
+    parser.add_argument("--base-arch", default="convnext_base", help="the study's architecture")
+    parser.add_argument("--base-frames", type=int, default=16, help="frames for ConvNeXt-Base; 0 skips it")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=64, help="the pre-labelling job's batch size")
+    parser.add_argument("--threads", type=int, default=None, help="product threads (default: physical cores)")
+    args = parser.parse_args()
+
+    frames, source = frames_as_webp(max(args.frames, args.base_frames))
+    print(f"frames: {source}, WebP quality {WEBP_QUALITY}; torch {torch.__version__}, {os.cpu_count()} CPUs")
+    small = measure(args.arch, args.image_size, frames[: args.frames], args.batch_size, args.threads)
+    results = [small]
+    if args.base_frames:
+        results.append(
+            measure(args.base_arch, args.image_size, frames[: args.base_frames], args.batch_size, args.threads)
+        )
+    same = all(result["same"] for result in results)
+    line = f"ratio={small['ratio']:.2f} same_predictions={str(same).lower()} frames_per_s={small['product_fps']:.1f}"
+    if args.base_frames:
+        base = results[1]
+        line += f" base_frames_per_s={base['product_fps']:.2f} base_ratio={base['ratio']:.2f}"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The stage-1 key-frame CNN's configuration: what a set of weights needs to be used again.
+
+Plain pydantic, no torch: the registry validates it from ``ModelVersion.config`` in the web
+process without loading the model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+#: The six combined classes, in the order of ``annotation.models.SIX_CLASSES`` (a test checks
+#: that they agree). Copied rather than imported so that the ML code needs no Django models.
+CLASS_NAMES: list[str] = ["LCA_better", "LCA_bad", "LCA_other", "RCA_better", "RCA_bad", "RCA_other"]
+
+#: Class indices by laterality and the indices of the two "better" (key-frame) classes.
+LCA_CLASSES = (0, 1, 2)
+RCA_CLASSES = (3, 4, 5)
+BETTER_CLASSES = (0, 3)
+
+# The grey level of ImageNet's mean and standard deviation (the RGB values averaged), so that a
+# stem adapted from RGB ImageNet weights by summing its channels sees inputs on the scale it knows.
+GRAY_MEAN = 0.449
+GRAY_STD = 0.226
+
+
+class KeyframeModelConfig(BaseModel):
+    """A timm ConvNeXt with a six-way head over one grey channel, and its input normalisation."""
+
+    arch: str = Field(default="convnext_base", pattern=r"^convnext_[a-z0-9_.]+$")
+    image_size: int = Field(default=224, ge=16, le=1024)
+    num_classes: int = 6
+    class_names: list[str] = Field(default_factory=lambda: list(CLASS_NAMES))
+    in_chans: int = Field(default=1, ge=1, le=3)
+    # How grey levels become the network's input (data.normalise): "highpass" removes the
+    # background each exam has its own of; "image" and "fixed" keep it.
+    normalisation: Literal["highpass", "image", "fixed"] = "highpass"
+    mean: float = GRAY_MEAN
+    std: float = Field(default=GRAY_STD, gt=0)
+
+    @model_validator(mode="after")
+    def _six_known_classes(self) -> KeyframeModelConfig:
+        if self.num_classes != len(self.class_names):
+            raise ValueError("num_classes must equal the number of class names")
+        if self.class_names != CLASS_NAMES:
+            raise ValueError(f"class names must be {CLASS_NAMES} (the metrics and the key-frame picker rely on them)")
+        return self
+
+
+#: Training settings for a CPU machine, chosen with ``benchmarks/phantom_keyframe_experiment.py``
+#: (the study's defaults, ConvNeXt-Base at 224 px for 200 epochs, need a GPU).
+CPU_TRAINING: dict[str, str | int | float] = {
+    "arch": "convnext_atto",
+    "image_size": 128,
+    "epochs": 6,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "patience": 3,
+}

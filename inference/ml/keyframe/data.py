@@ -1,0 +1,120 @@
+"""Frames in, tensors out: the one preprocessing path that training and prediction share.
+
+A frame arrives as the bytes of its 8-bit display image (the WebP derivative ingest wrote, or a
+PNG) and becomes a ``1 x S x S`` uint8 tensor: decoded to grey, resized straight to the model's
+square input with an antialiased filter. Augmentation works on those uint8 tensors; the float
+conversion and normalisation happen last, on whole batches (``normalise``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from inference.ml.keyframe.config import KeyframeModelConfig
+
+# A 512 x 512 frame decodes and resizes in a few milliseconds; PIL releases the GIL while it
+# does, so a few threads keep up with the model without a process pool.
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+
+
+#: Smallest standard deviations (0-1 grey scale) a frame is divided by when normalised by its own.
+IMAGE_STD_FLOOR = 0.02
+HIGHPASS_STD_FLOOR = 0.005
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One frame for training or evaluation."""
+
+    key: str  # the frame's UUID
+    label: int  # index in CLASS_NAMES; -1 when unknown
+    load: Callable[[], bytes]  # the frame's display image (WebP or PNG bytes)
+
+
+def decode_gray(data: bytes, image_size: int) -> torch.Tensor:
+    """The display image as a ``1 x image_size x image_size`` uint8 tensor.
+
+    Non-square images are resized to the square as they are (angiography frames are square).
+    PIL's bilinear filter widens its support when it shrinks an image, so the resize is
+    antialiased: thin vessels fade rather than alias away.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        gray = image if image.mode == "L" else image.convert("L")
+        if gray.size != (image_size, image_size):
+            gray = gray.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        array = np.array(gray, dtype=np.uint8)
+    return torch.from_numpy(array).unsqueeze(0)
+
+
+def decode_many(blobs: Iterable[bytes], image_size: int, *, executor: ThreadPoolExecutor | None = None) -> torch.Tensor:
+    """Decode images into one ``N x 1 x S x S`` uint8 tensor (in parallel when given an executor)."""
+    blobs = list(blobs)
+    out = torch.empty((len(blobs), 1, image_size, image_size), dtype=torch.uint8)
+    if executor is None:
+        decoded: Iterable[torch.Tensor] = (decode_gray(blob, image_size) for blob in blobs)
+    else:
+        decoded = executor.map(lambda blob: decode_gray(blob, image_size), blobs)
+    for index, image in enumerate(decoded):
+        out[index] = image
+    return out
+
+
+def decode_items(
+    items: Sequence[ImageItem],
+    image_size: int,
+    *,
+    threads: int = DECODE_THREADS,
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = 256,
+) -> torch.Tensor:
+    """Load and decode every item once (training caches the result for all its epochs)."""
+    out = torch.empty((len(items), 1, image_size, image_size), dtype=torch.uint8)
+
+    def load_and_decode(item: ImageItem) -> torch.Tensor:
+        return decode_gray(item.load(), image_size)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode") as executor:
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            for offset, image in enumerate(executor.map(load_and_decode, part)):
+                out[start + offset] = image
+            if on_progress is not None:
+                on_progress(start + len(part))
+    return out
+
+
+def normalise(images: torch.Tensor, config: KeyframeModelConfig) -> torch.Tensor:
+    """uint8 ``N x 1 x S x S`` -> the float input of the network (on the images' device).
+
+    ``highpass`` (the default): each frame minus its local mean over a window of 1/16 of the
+    image, divided by the result's standard deviation. What is left is what the classes are
+    about (vessels, their filling, the catheter) without the chest, the collimator's shading
+    and the display window, which differ from exam to exam: trained on the raw grey levels, a
+    network learns to recognise each training exam's background and does not generalise to new
+    exams (measured with ``benchmarks/phantom_keyframe_experiment.py``). ``image``: each frame
+    standardised by its mean and standard deviation. ``fixed``: ImageNet's grey mean and std.
+    """
+    scaled = images.to(torch.float32).div_(255.0)
+    if config.normalisation == "highpass":
+        window = max(3, (images.shape[-1] // 16) | 1)
+        background = F.avg_pool2d(scaled, window, stride=1, padding=window // 2, count_include_pad=False)
+        scaled = scaled.sub_(background)
+        # The floor keeps a blank frame's noise from being blown up to unit variance.
+        scaled = scaled.div_(scaled.std(dim=(1, 2, 3), keepdim=True).clamp_min_(HIGHPASS_STD_FLOOR))
+    elif config.normalisation == "image":
+        mean = scaled.mean(dim=(1, 2, 3), keepdim=True)
+        scaled = scaled.sub_(mean).div_(scaled.std(dim=(1, 2, 3), keepdim=True).clamp_min_(IMAGE_STD_FLOOR))
+    else:
+        scaled = scaled.sub_(config.mean).div_(config.std)
+    if config.in_chans != 1:
+        scaled = scaled.expand(-1, config.in_chans, -1, -1)
+    return scaled
