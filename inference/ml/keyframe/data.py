@@ -106,7 +106,10 @@ def normalise(images: torch.Tensor, config: KeyframeModelConfig) -> torch.Tensor
     scaled = images.to(torch.float32).div_(255.0)
     if config.normalisation == "highpass":
         window = max(3, (images.shape[-1] // 16) | 1)
-        background = F.avg_pool2d(scaled, window, stride=1, padding=window // 2, count_include_pad=False)
+        # The local mean as two 1-D box filters (the window is a square; near the border it
+        # averages the pixels inside the image only, which separates the same way).
+        rows = F.avg_pool2d(scaled, (window, 1), stride=1, padding=(window // 2, 0), count_include_pad=False)
+        background = F.avg_pool2d(rows, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
         scaled = scaled.sub_(background)
         # The floor keeps a blank frame's noise from being blown up to unit variance.
         scaled = scaled.div_(scaled.std(dim=(1, 2, 3), keepdim=True).clamp_min_(HIGHPASS_STD_FLOOR))
