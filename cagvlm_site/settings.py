@@ -244,7 +244,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 reads with a 5 s socket timeout by default, which aborts the blocking
+            # BZPOPMIN a consumer waits on between messages (django/channels_redis#422): every
+            # websocket would drop every few seconds. The server-side timeout bounds the wait.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
 else:
