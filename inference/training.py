@@ -39,6 +39,16 @@ TRAINING_SPAN = (0.05, 0.95)
 HEADLINE_METRICS = ("laterality_f1", "keyframe_f1", "keyframe_auroc", "macro_f1", "ece")
 
 
+def headline_metrics(metrics: dict[str, Any]) -> str:
+    """``laterality_f1=0.970 keyframe_f1=0.910 ...``: the headline test metrics as the job log
+    and ``train_keyframe`` print them. A metric the test split cannot define (AUROC when it
+    holds one class) is ``None`` and prints as ``n/a``."""
+    return " ".join(
+        f"{name}={'n/a' if metrics.get(name) is None else format(float(metrics[name]), '.3f')}"
+        for name in HEADLINE_METRICS
+    )
+
+
 class _TrainingProgress:
     """The job context as the trainer's ``TrainingReporter``: its 0-1 progress maps onto the
     training part of the job's progress."""
@@ -144,10 +154,7 @@ def train_keyframe_job(ctx: JobContext) -> dict[str, Any]:
     if params.activate or active_version(ModelKind.KEYFRAME_CNN) is None:
         version = activate(version, ctx.job.created_by)
     ctx.log(
-        f"Registered {version}"
-        + (" (active)" if version.is_active else "")
-        + ": "
-        + " ".join(f"{name}={result.metrics.get(name, float('nan')):.3f}" for name in HEADLINE_METRICS)
+        f"Registered {version}" + (" (active)" if version.is_active else "") + ": " + headline_metrics(result.metrics)
     )
     summary = {
         **result.metrics,

@@ -196,7 +196,7 @@ def test_train_keyframe_command_prints_the_metrics_line(labelled) -> None:
     )
     last = out.getvalue().strip().splitlines()[-1]
     assert re.fullmatch(
-        r"laterality_f1=\d\.\d{3} keyframe_f1=\d\.\d{3} keyframe_auroc=(\d\.\d{3}|nan) macro_f1=\d\.\d{3} "
+        r"laterality_f1=\d\.\d{3} keyframe_f1=\d\.\d{3} keyframe_auroc=(\d\.\d{3}|n/a) macro_f1=\d\.\d{3} "
         r"ece=\d\.\d{3} model_version=1 snapshot=[0-9a-f-]{36}",
         last,
     ), last
@@ -217,3 +217,13 @@ def test_train_keyframe_command_fails_loudly(db, admin_user) -> None:
     Job.objects.create(kind=JobKind.TRAIN_KEYFRAME, status=JobStatus.RUNNING, exclusive_key="train:keyframe_cnn")
     with pytest.raises(CommandError, match="already queued or running"):
         call_command("train_keyframe", "--epochs=1", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_metric_the_test_split_cannot_define_prints_as_not_available():
+    from inference.management.commands.train_keyframe import format_metrics_line
+
+    metrics = {"laterality_f1": 0.97, "keyframe_f1": 0.9, "keyframe_auroc": None, "macro_f1": 0.88, "ece": 0.04}
+    line = format_metrics_line(metrics | {"model_version_number": 2, "snapshot": "s"})
+    assert line == (
+        "laterality_f1=0.970 keyframe_f1=0.900 keyframe_auroc=n/a macro_f1=0.880 ece=0.040 model_version=2 snapshot=s"
+    )

@@ -17,9 +17,9 @@ FOLLOW_INTERVAL_S = 1.0
 
 def format_metrics_line(metrics: dict[str, Any]) -> str:
     """The command's last line: headline test metrics, the version number and the snapshot."""
-    from inference.training import HEADLINE_METRICS
+    from inference.training import headline_metrics
 
-    parts = [f"{name}={float(metrics.get(name, float('nan'))):.3f}" for name in HEADLINE_METRICS]
+    parts = [headline_metrics(metrics)]
     parts.append(f"model_version={metrics.get('model_version_number', '?')}")
     parts.append(f"snapshot={metrics.get('snapshot', '?')}")
     return " ".join(parts)
