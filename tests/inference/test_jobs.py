@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -38,12 +37,12 @@ from inference.jobs import (
 )
 from inference.models import Job, JobKind, JobStatus
 from inference.tasks import run_job
+from tests.concurrency import at_the_same_moment
 from tests.conftest import REPO_ROOT
 from tests.factories import JobFactory
 from tests.inference.jobs_support import TRAINING_KEY, StepParameters, register_step_runners, step_runner
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
-THREAD_TIMEOUT_S = 60
 PROCESS_TIMEOUT_S = 60
 
 
@@ -245,29 +244,6 @@ def test_a_second_training_job_is_refused_while_one_is_active(step_runners, admi
     run_job_here(first)
     second = start_job(JobKind.TRAIN_KEYFRAME, {"steps": 9}, admin_user)
     assert second.exclusive_key == TRAINING_KEY
-
-
-def at_the_same_moment(*calls: Callable[[], Any]) -> list[Any]:
-    """Run each call in its own thread (own database connection), released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(position: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=THREAD_TIMEOUT_S)
-            results[position] = call()
-        except Exception as exc:
-            results[position] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(position, call)) for position, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=THREAD_TIMEOUT_S)
-        assert not thread.is_alive(), "a starting thread hung"
-    return results
 
 
 @pytest.mark.django_db(transaction=True)
