@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import UploadedFile
+from django.db import models
 
 from annotation.labels import MAX_NOTE_CHARS
 from annotation.models import AnnotationProject, KeyFrameCategory, Laterality
@@ -55,12 +56,20 @@ class AdjudicationForm(forms.Form):
     )
 
 
+class AuditTrail(models.TextChoices):
+    LABELS = "labels", "Physicians' labels"
+    FINAL = "final", "Final labels"
+
+
 class AuditFilterForm(forms.Form):
+    trail = forms.ChoiceField(choices=AuditTrail.choices, required=False, label="Trail")
     physician = forms.ModelChoiceField(
-        queryset=None,  # set in __init__: the users who hold labels
+        queryset=None,  # set in __init__: the users who label or adjudicate
         required=False,
         to_field_name="username",
-        empty_label="All physicians",
+        label="Person",
+        empty_label="Everyone",
+        help_text="Whose label it is; on the final labels' trail, who caused the change.",
     )
     exam = forms.UUIDField(required=False, help_text="The exam's UUID.")
     date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
@@ -69,7 +78,10 @@ class AuditFilterForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["physician"].queryset = (
-            get_user_model().objects.filter(groups__name=Role.PHYSICIAN.value).order_by("username")
+            get_user_model()
+            .objects.filter(groups__name__in=[Role.PHYSICIAN.value, Role.ADMIN.value])
+            .distinct()
+            .order_by("username")
         )
 
     def clean(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation.labels import LabelError, StaleLabel, record_label, validate_label_values
+from annotation.labels import LabelError, StaleLabel, audit_final_label, record_label, validate_label_values
 from annotation.models import FinalLabel, FinalLabelMethod, Frame, class_name
 from cagvlm_site.roles import Role
 
@@ -327,7 +327,7 @@ def _import_final_label(frame: Frame, actor: User, laterality: str, category: st
             f"The frame already has the final label {existing.class_name} ({existing.get_method_display()}); "
             "the import leaves it as it is."
         )
-    FinalLabel.objects.create(
+    final = FinalLabel.objects.create(
         frame=frame,
         laterality=laterality,
         category=category,
@@ -336,4 +336,5 @@ def _import_final_label(frame: Frame, actor: User, laterality: str, category: st
         decided_at=timezone.now(),
         note=note,
     )
+    audit_final_label(frame.pk, actor, None, final)
     return "created"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.agreement import DIMENSION_TITLES, DIMENSIONS, agreement_report, confusion_matrix_png
-from annotation.forms import AdjudicationForm, AuditFilterForm, LabelImportForm, ProjectForm
+from annotation.forms import AdjudicationForm, AuditFilterForm, AuditTrail, LabelImportForm, ProjectForm
 from annotation.label_io import ImportFileError, import_labels
 from annotation.labels import NotDisputed, adjudicate, adjudication_queue, worklist_for
 from annotation.models import (
@@ -29,6 +29,7 @@ from annotation.models import (
     CineLoop,
     Exam,
     FinalLabel,
+    FinalLabelEvent,
     Frame,
     FrameLabel,
     KeyFrameCategory,
@@ -237,28 +238,36 @@ def agreement_confusion(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.ADMIN)
 def audit(request: HttpRequest) -> HttpResponse:
+    """The audit trail of physicians' labels, or (``trail=final``) of final labels."""
     form = AuditFilterForm(request.GET or None)
-    events = LabelEvent.objects.select_related("actor", "label__physician", "frame__loop__exam")
-    if form.is_valid():
-        data = form.cleaned_data
-        if data["physician"]:
-            events = events.filter(label__physician=data["physician"])
-        if data["exam"]:
-            events = events.filter(frame__loop__exam__uuid=data["exam"])
-        zone = timezone.get_current_timezone()
-        if data["date_from"]:
-            events = events.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tzinfo=zone))
-        if data["date_to"]:
-            end = datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=zone)
-            events = events.filter(created_at__lt=end)
-    elif form.is_bound:
+    data = form.cleaned_data if form.is_valid() else {}
+    trail = AuditTrail(data.get("trail") or AuditTrail.LABELS)
+    events: QuerySet[LabelEvent] | QuerySet[FinalLabelEvent]
+    if trail == AuditTrail.FINAL:
+        events = FinalLabelEvent.objects.select_related("actor", "frame__loop__exam")
+        person = "actor"
+    else:
+        events = LabelEvent.objects.select_related("actor", "label__physician", "frame__loop__exam")
+        person = "label__physician"
+    if data.get("physician"):
+        events = events.filter(**{person: data["physician"]})
+    if data.get("exam"):
+        events = events.filter(frame__loop__exam__uuid=data["exam"])
+    zone = timezone.get_current_timezone()
+    if data.get("date_from"):
+        events = events.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tzinfo=zone))
+    if data.get("date_to"):
+        end = datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=zone)
+        events = events.filter(created_at__lt=end)
+    if form.is_bound and not form.is_valid():
         events = events.none()
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     fragment = request.htmx and not request.htmx.history_restore_request
     template = "annotation/audit.html#audit-table" if fragment else "annotation/audit.html"
-    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})
+    context = {"form": form, "page": page, "query": query.urlencode(), "final_trail": trail == AuditTrail.FINAL}
+    return render(request, template, context)
 
 
 # --- import, export, projects ----------------------------------------------------------------

@@ -43,6 +43,8 @@ from annotation.models import (
     AnnotationProject,
     CineLoop,
     FinalLabel,
+    FinalLabelAction,
+    FinalLabelEvent,
     FinalLabelMethod,
     Frame,
     FrameLabel,
@@ -250,7 +252,7 @@ def record_label(
             else:
                 action = LabelAction.IMPORTED if imported_by else LabelAction.CREATED
                 _record(label, actor, action, before=None)
-                refresh_final_label(frame)
+                refresh_final_label(frame, actor)
                 return LabelOutcome(label, action)
         if label is None:
             raise StaleLabel(None)
@@ -279,7 +281,7 @@ def record_label(
         else:
             action = LabelAction.RESTORED
         _record(label, actor, action, before)
-        refresh_final_label(frame)
+        refresh_final_label(frame, actor)
         return LabelOutcome(label, action)
 
 
@@ -298,7 +300,7 @@ def withdraw_label(frame: Frame, physician: User, expected_version: int) -> Fram
         before = label.snapshot()
         label = _apply_change(label, withdrawn_at=timezone.now())
         _record(label, physician, LabelAction.WITHDRAWN, before)
-        refresh_final_label(frame)
+        refresh_final_label(frame, physician)
         return label
 
 
@@ -359,7 +361,7 @@ def undo_last(physician: User) -> FrameLabel:
             else:
                 action = LabelAction.CHANGED
             _record(label, physician, action, before, reverts=event)
-            refresh_final_label(label.frame)
+            refresh_final_label(label.frame, physician)
             return label
     raise NothingToUndo("Your label changes were undone elsewhere at the same moment; reload the page.")
 
@@ -367,13 +369,34 @@ def undo_last(physician: User) -> FrameLabel:
 # --- final labels ----------------------------------------------------------------------------
 
 
-def refresh_final_label(frame: Frame) -> FinalLabel | None:
+def audit_final_label(
+    frame_id: int, actor: User | None, before: dict[str, Any] | None, after: FinalLabel | None
+) -> FinalLabelEvent:
+    """Write the audit event of a change of a frame's final label from ``before`` (a snapshot,
+    or None when it had none) to ``after`` (None when cleared), in the caller's transaction."""
+    if before is None:
+        action = FinalLabelAction.DECIDED
+    elif after is None:
+        action = FinalLabelAction.CLEARED
+    else:
+        action = FinalLabelAction.CHANGED
+    return FinalLabelEvent.objects.create(
+        frame_id=frame_id,
+        actor=actor,
+        action=action,
+        before=before,
+        after=after.snapshot() if after is not None else None,
+    )
+
+
+def refresh_final_label(frame: Frame, actor: User | None = None) -> FinalLabel | None:
     """Bring the frame's final label in line with its active labels.
 
     At least ``labels_required`` active labels, all of one class: the final label by
     agreement. Anything else: no final label by agreement (disagreeing labels put the frame
     in the adjudication queue). A final label decided by a person (adjudication, import) or
-    taken from the phantom's ground truth is never touched here.
+    taken from the phantom's ground truth is never touched here. Each change is audited, with
+    ``actor`` (the physician whose label change caused it) as its author.
     """
     with transaction.atomic():
         _lock_frame(frame.pk)
@@ -390,7 +413,7 @@ def refresh_final_label(frame: Frame) -> FinalLabel | None:
             [(laterality, category)] = classes
             note = f"Agreement of {len(active)} physicians: {', '.join(name for _, _, name in active)}."
             if final is None:
-                return FinalLabel.objects.create(
+                final = FinalLabel.objects.create(
                     frame=frame,
                     laterality=laterality,
                     category=category,
@@ -398,14 +421,20 @@ def refresh_final_label(frame: Frame) -> FinalLabel | None:
                     decided_at=timezone.now(),
                     note=note,
                 )
-            if (final.laterality, final.category, final.note) != (laterality, category, note):
+                audit_final_label(frame.pk, actor, None, final)
+            elif (final.laterality, final.category, final.note) != (laterality, category, note):
+                before = final.snapshot()
                 final.laterality, final.category, final.note = laterality, category, note
                 final.decided_at = timezone.now()
                 final.save()
+                audit_final_label(frame.pk, actor, before, final)
             return final
         if final is not None:
-            # Derived, not decided by anyone: the labels it came from are all kept.
+            # Derived, not decided by anyone: the labels it came from are all kept, and the
+            # audit event keeps what it was.
+            before = final.snapshot()
             FinalLabel.objects.filter(pk=final.pk).delete()
+            audit_final_label(frame.pk, actor, before, None)
         return None
 
 
@@ -435,6 +464,14 @@ def adjudicate(frame: Frame, user: User, laterality: str, category: str, note: s
         classes = set(FrameLabel.objects.filter(frame=frame, withdrawn_at=None).values_list("laterality", "category"))
         if len(classes) < 2 or (final is not None and final.method != FinalLabelMethod.ADJUDICATION):
             raise NotDisputed("This frame's labels do not disagree: there is nothing to adjudicate.")
+        if final is not None and (final.laterality, final.category, final.note, final.decided_by_id) == (
+            laterality,
+            category,
+            note,
+            user.pk,
+        ):
+            return final  # the same decision again (a double submission): nothing changes
+        before = final.snapshot() if final is not None else None
         decided, _ = FinalLabel.objects.update_or_create(
             frame=frame,
             defaults={
@@ -446,6 +483,7 @@ def adjudicate(frame: Frame, user: User, laterality: str, category: str, note: s
                 "note": note,
             },
         )
+        audit_final_label(frame.pk, user, before, decided)
         return decided
 
 

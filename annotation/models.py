@@ -501,6 +501,69 @@ class FinalLabel(TimestampedModel):
     def class_name(self) -> str:
         return class_name(self.laterality, self.category)
 
+    def snapshot(self) -> dict[str, object]:
+        """The final label as an audit event records it before and after a change."""
+        return {
+            "laterality": self.laterality,
+            "category": self.category,
+            "method": self.method,
+            "decided_by": self.decided_by.get_username() if self.decided_by_id else None,
+            "decided_at": self.decided_at.isoformat(),
+            "note": self.note,
+        }
+
+
+class FinalLabelAction(models.TextChoices):
+    DECIDED = "decided", "Decided"
+    CHANGED = "changed", "Changed"
+    CLEARED = "cleared", "Cleared"
+
+
+class FinalLabelEvent(models.Model):
+    """The audit trail of final labels: each one reached, changed or cleared, with the final
+    label before and after, so that a second adjudication never hides the first.
+
+    Written once, in the transaction of the change, and never changed or deleted.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    frame = models.ForeignKey(Frame, on_delete=models.PROTECT, related_name="final_label_events")
+    # Who caused the change: the adjudicator, the admin who imported, or the physician whose
+    # label made the labels agree (or disagree again). None for the phantom's ground truth.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="final_label_events",
+    )
+    action = models.CharField(max_length=16, choices=FinalLabelAction.choices)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = NeverDeletedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"final label {self.action} on frame {self.frame_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise PermissionDenied("Audit events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionDenied("Audit events are never deleted.")
+
+    @property
+    def method(self) -> str:
+        """How the final label after the change (or, when cleared, before it) was reached."""
+        state = self.after or self.before or {}
+        return str(state.get("method", ""))
+
 
 class PreLabelProbabilities(BaseModel):
     """The six class probabilities of a pre-label, validated before they are stored."""

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.deid import remap_uid
-from annotation.models import CineLoop, FinalLabel, FinalLabelMethod, Frame
+from annotation.models import CineLoop, FinalLabel, FinalLabelAction, FinalLabelEvent, FinalLabelMethod, Frame
 
 
 @dataclass
@@ -93,6 +93,7 @@ def _import_loop(loop: CineLoop, truth_frames: list[dict[str, Any]], note: str, 
     finals = {final.frame_id: final for final in FinalLabel.objects.filter(frame__loop=loop)}
     now = timezone.now()
     to_create: list[FinalLabel] = []
+    events: list[FinalLabelEvent] = []  # the audit trail, as annotation.labels.audit_final_label writes it
     for truth in truth_frames:
         frame = frames.get(truth["index"])
         if frame is None:
@@ -116,8 +117,17 @@ def _import_loop(loop: CineLoop, truth_frames: list[dict[str, Any]], note: str, 
         elif (final.laterality, final.category, final.note) == (laterality, category, note):
             report.unchanged += 1
         else:
+            before = final.snapshot()
             final.laterality, final.category, final.note, final.decided_at = laterality, category, note, now
             final.save(update_fields=["laterality", "category", "note", "decided_at", "updated_at"])
+            events.append(
+                FinalLabelEvent(frame=frame, action=FinalLabelAction.CHANGED, before=before, after=final.snapshot())
+            )
             report.updated += 1
     FinalLabel.objects.bulk_create(to_create)
+    events += [
+        FinalLabelEvent(frame_id=final.frame_id, action=FinalLabelAction.DECIDED, after=final.snapshot())
+        for final in to_create
+    ]
+    FinalLabelEvent.objects.bulk_create(events)
     report.created += len(to_create)

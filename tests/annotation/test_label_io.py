@@ -11,7 +11,7 @@ import pytest
 
 from annotation.label_io import ImportFileError, final_label_rows, final_labels_csv, final_labels_json, import_labels
 from annotation.labels import adjudicate, withdraw_label
-from annotation.models import FinalLabel, FinalLabelMethod, FrameLabel, LabelAction, LabelEvent
+from annotation.models import FinalLabel, FinalLabelEvent, FinalLabelMethod, FrameLabel, LabelAction, LabelEvent
 from tests.annotation.labelling import label, sampled_frames
 from tests.factories import CineLoopFactory
 
@@ -224,6 +224,8 @@ def test_export_then_import_final_labels_round_trip(loop, physician, other_physi
     assert {(row["frame_uuid"], row["class"]) for row in after} == before
     assert {row["method"] for row in after} == {"import"}
     assert {row["decided_by"] for row in after} == {"lab_admin"}
+    imported_events = FinalLabelEvent.objects.filter(after__method="import")
+    assert sorted(imported_events.values_list("action", "actor__username")) == [("decided", "lab_admin")] * 3
     # Importing them again: already there.
     again = import_labels(exported, "final.csv", admin_user, final=True)
     assert (again.created, again.unchanged) == (0, 3)

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation.labels import withdraw_label
+from annotation.labels import adjudicate, withdraw_label
 from annotation.models import AnnotationMode, AnnotationProject, FinalLabel, FrameLabel, LabelEvent
 from tests.annotation.labelling import label, sampled_frames
 from tests.conftest import visit_as
@@ -311,6 +311,29 @@ def test_audit_page_lists_events_with_before_and_after_and_filters(
     assert "The start date is after the end date" in backwards.content.decode()
     fragment = client.get(url, {"physician": "dr_physician"}, headers={"HX-Request": "true"}).content.decode()
     assert fragment.lstrip().startswith('<div id="audit-table">')
+
+
+def test_audit_page_lists_the_final_labels_trail(client, admin_user, physician, other_physician, loop):
+    frame = sampled_frames(loop)[0]
+    label(frame, physician, "LCA_better")
+    label(frame, other_physician, "RCA_better")
+    adjudicate(frame, admin_user, "RCA", "better", note="right coronary")
+    adjudicate(frame, admin_user, "RCA", "bad", note="on second look, wash-out")
+    client.force_login(admin_user)
+    url = reverse("annotation:audit")
+
+    final = client.get(url, {"trail": "final"})
+    by_admin = client.get(url, {"trail": "final", "physician": "lab_admin"})
+    by_physician = client.get(url, {"trail": "final", "physician": "dr_physician"})
+
+    assert [event.action for event in final.context["page"]] == ["changed", "decided"]
+    page = final.content.decode()
+    for text in ("final-label events", "RCA · better", "RCA · bad", "adjudication by lab_admin", "wash-out"):
+        assert text in page
+    assert by_admin.context["page"].paginator.count == 2
+    assert by_physician.context["page"].paginator.count == 0
+    # The physicians' trail is the default and is unaffected.
+    assert client.get(url).context["page"].paginator.count == 2
 
 
 def test_audit_page_pages_by_fifty_keeping_filters(client, admin_user, physician):

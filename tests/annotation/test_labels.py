@@ -29,7 +29,9 @@ from annotation.models import (
     AnnotationProject,
     Exam,
     FinalLabel,
+    FinalLabelEvent,
     FinalLabelMethod,
+    Frame,
     FrameLabel,
     LabelAction,
     LabelEvent,
@@ -349,6 +351,53 @@ def test_adjudication_decides_a_disputed_frame_and_names_who(frame, physician, o
     assert FinalLabel.objects.get(frame=frame).class_name == "RCA_better"
     # An adjudicator may change the decision.
     assert adjudicate(frame, senior_physician, "RCA", "bad").class_name == "RCA_bad"
+
+
+def final_events(frame: Frame) -> list[tuple[str, str | None, str | None, str | None]]:
+    """The frame's final-label trail, oldest first: (action, who, class before, class after)."""
+
+    def class_of(state: dict | None) -> str | None:
+        return f"{state['laterality']}_{state['category']}" if state else None
+
+    return [
+        (event.action, event.actor.username if event.actor else None, class_of(event.before), class_of(event.after))
+        for event in FinalLabelEvent.objects.filter(frame=frame).order_by("created_at", "id")
+    ]
+
+
+def test_every_change_of_a_final_label_is_in_its_audit_trail(
+    frame, physician, other_physician, senior_physician, admin_user
+):
+    label(frame, physician, "LCA_better")
+    label(frame, other_physician, "LCA_better")  # agreement reached
+    label(frame, other_physician, "LCA_bad", expected_version=1)  # and lost
+    adjudicate(frame, senior_physician, "LCA", "bad", note="wash-out")
+    adjudicate(frame, senior_physician, "LCA", "bad", note="wash-out")  # the same again: nothing new
+    adjudicate(frame, admin_user, "LCA", "better", note="second look: fully filled")
+
+    assert final_events(frame) == [
+        ("decided", "dr_other_physician", None, "LCA_better"),
+        ("cleared", "dr_other_physician", "LCA_better", None),
+        ("decided", "dr_senior", None, "LCA_bad"),
+        ("changed", "lab_admin", "LCA_bad", "LCA_better"),
+    ]
+    # The first adjudication is kept whole in the event that replaced it.
+    replaced = FinalLabelEvent.objects.filter(frame=frame, action="changed").get()
+    assert replaced.before | {"decided_at": None} == {
+        "laterality": "LCA",
+        "category": "bad",
+        "method": "adjudication",
+        "decided_by": "dr_senior",
+        "decided_at": None,
+        "note": "wash-out",
+    }
+    assert replaced.after["decided_by"] == "lab_admin"
+    with pytest.raises(PermissionDenied):
+        replaced.delete()
+    with pytest.raises(PermissionDenied):
+        FinalLabelEvent.objects.all().delete()
+    with pytest.raises(PermissionDenied):
+        replaced.save()
 
 
 def test_adjudication_is_for_adjudicators_and_disputed_frames_only(frame, physician, other_physician, admin_user):

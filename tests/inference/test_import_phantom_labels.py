@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.deid import remap_uid
 from annotation.ingest import ingest_paths
-from annotation.models import CineLoop, FinalLabel, FinalLabelMethod
+from annotation.models import CineLoop, FinalLabel, FinalLabelEvent, FinalLabelMethod
 from annotation.phantom.generate import GENERATOR_VERSION, generate_exam
 from tests.factories import CineLoopFactory, ExamFactory, FinalLabelFactory
 
@@ -140,6 +140,12 @@ def test_changed_ground_truth_updates_phantom_labels(tmp_path: Path) -> None:
     assert [f.class_name for f in FinalLabel.objects.filter(frame__loop=loop).order_by("frame__index")] == [
         "RCA_better",
         "RCA_bad",
+    ]
+    trail = FinalLabelEvent.objects.filter(frame__loop=loop).order_by("id")
+    assert [(e.action, e.actor, (e.before or {}).get("category"), e.after["category"]) for e in trail] == [
+        ("decided", None, None, "better"),
+        ("decided", None, None, "other"),
+        ("changed", None, "other", "bad"),
     ]
 
 
