@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import models
 
 from annotation.labels import MAX_NOTE_CHARS
-from annotation.models import AnnotationProject, KeyFrameCategory, Laterality
+from annotation.models import AnnotationProject, Exam, KeyFrameCategory, Laterality
 from cagvlm_site.roles import Role
 
 
@@ -103,6 +103,30 @@ class LabelImportForm(forms.Form):
 
 
 class ProjectForm(forms.ModelForm):
+    """A project's labelling settings."""
+
     class Meta:
         model = AnnotationProject
-        fields = ("mode", "labels_required")
+        fields = ("mode", "labels_required", "worklist_order")
+
+
+class NewProjectForm(forms.ModelForm):
+    class Meta:
+        model = AnnotationProject
+        fields = ("name", "mode", "labels_required", "worklist_order")
+
+
+class ExamAssignmentForm(forms.Form):
+    """Put the chosen exams in one project."""
+
+    exams = forms.ModelMultipleChoiceField(
+        queryset=Exam.objects.all(),
+        to_field_name="uuid",
+        error_messages={"required": "Choose at least one exam."},
+    )
+    project = forms.ModelChoiceField(
+        queryset=AnnotationProject.objects.all(),
+        to_field_name="uuid",
+        empty_label=None,
+        error_messages={"invalid_choice": "That project does not exist (any more)."},
+    )

@@ -11,18 +11,29 @@ from itertools import product
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, QuerySet
+from django.db import transaction
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.agreement import DIMENSION_TITLES, DIMENSIONS, agreement_report, confusion_matrix_png
-from annotation.forms import AdjudicationForm, AuditFilterForm, AuditTrail, LabelImportForm, ProjectForm
+from annotation.forms import (
+    AdjudicationForm,
+    AuditFilterForm,
+    AuditTrail,
+    ExamAssignmentForm,
+    LabelImportForm,
+    NewProjectForm,
+    ProjectForm,
+)
 from annotation.label_io import ImportFileError, import_labels
-from annotation.labels import NotDisputed, adjudicate, adjudication_queue, worklist_for
+from annotation.labels import NotDisputed, adjudicate, adjudication_queue, move_exams, reapply_agreement, worklist_for
 from annotation.models import (
     CATEGORY_DEFINITIONS,
     AnnotationProject,
@@ -44,6 +55,7 @@ if TYPE_CHECKING:
 LOOPS_PER_PAGE = 50
 QUEUE_PER_PAGE = 50
 EVENTS_PER_PAGE = 50
+EXAMS_PER_PAGE = 50
 # Frames either side of a disputed frame shown on the decision page.
 NEIGHBOUR_FRAMES = 2
 
@@ -185,6 +197,7 @@ def adjudication_decide(request: HttpRequest, frame_uuid: UUID) -> HttpResponse:
         "loop": frame.loop,
         "labels": frame.active_labels,
         "final": final,
+        "final_history_count": FinalLabelEvent.objects.filter(frame=frame).count() if final else 0,
         "neighbours": neighbours,
         "form": form,
         "error": error,
@@ -273,17 +286,28 @@ def audit(request: HttpRequest) -> HttpResponse:
 # --- import, export, projects ----------------------------------------------------------------
 
 
+def _exams_of(project: AnnotationProject) -> QuerySet[Exam]:
+    """The project's exams; the default project also has the exams that name no project."""
+    if project.is_default:
+        return Exam.objects.filter(Q(project=project) | Q(project__isnull=True))
+    return Exam.objects.filter(project=project)
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(Role.ADMIN)
 def label_data(request: HttpRequest) -> HttpResponse:
-    """Export links, the import form and the projects' labelling settings."""
+    """Export links, the import form, the projects' labelling settings and which exams each
+    project holds."""
     import_form = LabelImportForm()
+    new_project_form = NewProjectForm(prefix="new")
+    assignment_form = ExamAssignmentForm()
     report = None
     import_error = ""
-    projects = list(AnnotationProject.objects.all())
-    if not projects:
-        projects = [AnnotationProject.default()]
-    if request.method == "POST" and request.POST.get("action") == "import":
+    message = ""
+    default = AnnotationProject.default()
+    projects = list(AnnotationProject.objects.annotate(exam_count=Count("exams")))
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action == "import":
         import_form = LabelImportForm(request.POST, request.FILES)
         if import_form.is_valid():
             upload = import_form.cleaned_data["file"]
@@ -297,25 +321,51 @@ def label_data(request: HttpRequest) -> HttpResponse:
                 )
             except ImportFileError as exc:
                 import_error = str(exc)
-    elif request.method == "POST" and request.POST.get("action") == "project":
+    elif action == "project":
         project = next((p for p in projects if str(p.uuid) == request.POST.get("project")), None)
         if project is None:
             raise Http404("No such project.")
+        required_before = project.labels_required
         project_form = ProjectForm(request.POST, instance=project)
         if project_form.is_valid():
-            project_form.save()
+            with transaction.atomic():
+                project_form.save()
+                if project.labels_required != required_before:
+                    reapply_agreement(_exams_of(project), request.user)
             return redirect(reverse("annotation:label-data") + "#projects")
         project.form = project_form
+    elif action == "new-project":
+        new_project_form = NewProjectForm(request.POST, prefix="new")
+        if new_project_form.is_valid():
+            new_project_form.save()
+            return redirect(reverse("annotation:label-data") + "#projects")
+    elif action == "assign":
+        assignment_form = ExamAssignmentForm(request.POST)
+        if assignment_form.is_valid():
+            target = assignment_form.cleaned_data["project"]
+            moved = move_exams(assignment_form.cleaned_data["exams"], target, request.user)
+            message = f"{moved} exam{pluralize(moved)} moved to {target.name}."
+            messages.success(request, message)
+            return redirect(reverse("annotation:label-data") + "#exams")
     elif request.method == "POST":
         return HttpResponseBadRequest("Unknown action.")
     for project in projects:
         if not hasattr(project, "form"):
             project.form = ProjectForm(instance=project)
+        if project.is_default:
+            project.exam_count += Exam.objects.filter(project__isnull=True).count()
+    exams = Exam.objects.select_related("project").annotate(loop_count=Count("loops")).order_by("-created_at")
+    exam_page = Paginator(exams, EXAMS_PER_PAGE).get_page(request.GET.get("exams_page"))
     context = {
         "import_form": import_form,
         "report": report,
         "import_error": import_error,
         "projects": projects,
+        "default_project": default,
+        "new_project_form": new_project_form,
+        "assignment_form": assignment_form,
+        "exam_page": exam_page,
         "final_label_count": FinalLabel.objects.count(),
     }
-    return render(request, "annotation/label_data.html", context)
+    status = 400 if request.method == "POST" and (new_project_form.errors or assignment_form.errors) else 200
+    return render(request, "annotation/label_data.html", context, status=status)

@@ -42,6 +42,7 @@ from django.utils import timezone
 from annotation.models import (
     AnnotationProject,
     CineLoop,
+    Exam,
     FinalLabel,
     FinalLabelAction,
     FinalLabelEvent,
@@ -436,6 +437,31 @@ def refresh_final_label(frame: Frame, actor: User | None = None) -> FinalLabel |
             FinalLabel.objects.filter(pk=final.pk).delete()
             audit_final_label(frame.pk, actor, before, None)
         return None
+
+
+def reapply_agreement(exams: QuerySet[Exam], actor: User) -> int:
+    """Re-derive the final labels by agreement of the exams' labelled frames, after their
+    project (or its number of agreeing labels needed) changed; each change is audited with
+    ``actor`` as its author. Returns the number of frames looked at."""
+    frames = Frame.objects.filter(loop__exam__in=exams, labels__withdrawn_at=None).distinct().order_by("pk")
+    count = 0
+    for frame in frames.iterator():
+        refresh_final_label(frame, actor)
+        count += 1
+    return count
+
+
+def move_exams(exams: QuerySet[Exam], project: AnnotationProject, actor: User) -> int:
+    """Put the exams in ``project`` (its mode and agreement rule apply to them from now on).
+    Returns the number of exams moved."""
+    with transaction.atomic():
+        moving = exams.exclude(project=project)
+        if project.is_default:
+            moving = moving.exclude(project__isnull=True)
+        ids = list(moving.values_list("pk", flat=True))
+        Exam.objects.filter(pk__in=ids).update(project=project, updated_at=timezone.now())
+        reapply_agreement(Exam.objects.filter(pk__in=ids), actor)
+    return len(ids)
 
 
 def adjudication_queue() -> QuerySet[Frame]:

@@ -4,6 +4,7 @@ counts that do not grow with frames, labels or events."""
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation.labels import adjudicate, withdraw_label
-from annotation.models import AnnotationMode, AnnotationProject, FinalLabel, FrameLabel, LabelEvent
+from annotation.models import AnnotationMode, AnnotationProject, FinalLabel, FinalLabelEvent, FrameLabel, LabelEvent
 from tests.annotation.labelling import label, sampled_frames
 from tests.conftest import visit_as
 from tests.factories import CineLoopFactory, ModelVersionFactory, make_prelabel
@@ -106,16 +107,54 @@ def test_posting_to_label_data_is_for_admins(client, visitors, visitor):
     path = reverse("annotation:label-data")
 
     response = visit_as(client, visitors, visitor).post(
-        path, {"action": "project", "project": project.uuid, "mode": "assisted", "labels_required": 3}
+        path,
+        {
+            "action": "project",
+            "project": project.uuid,
+            "mode": "assisted",
+            "labels_required": 3,
+            "worklist_order": "margin",
+        },
     )
 
     project.refresh_from_db()
     if visitor == "admin":
         assert response.status_code == 302
-        assert (project.mode, project.labels_required) == ("assisted", 3)
+        assert (project.mode, project.labels_required, project.worklist_order) == ("assisted", 3, "margin")
     else:
         assert response.status_code in (302, 403)
-        assert (project.mode, project.labels_required) == ("blinded", 2)
+        assert (project.mode, project.labels_required, project.worklist_order) == ("blinded", 2, "entropy")
+
+
+@pytest.mark.parametrize("visitor", VISITORS)
+def test_creating_projects_and_moving_exams_is_for_admins(client, visitors, visitor, loop):
+    path = reverse("annotation:label-data")
+    client = visit_as(client, visitors, visitor)
+
+    created = client.post(
+        path,
+        {
+            "action": "new-project",
+            "new-name": "Triple reading",
+            "new-mode": "blinded",
+            "new-labels_required": 3,
+            "new-worklist_order": "entropy",
+        },
+    )
+    project = AnnotationProject.objects.filter(name="Triple reading").first()
+    default = AnnotationProject.default().uuid
+    moved = client.post(path, {"action": "assign", "exams": [loop.exam.uuid], "project": default})
+
+    if visitor == "admin":
+        assert created.status_code == moved.status_code == 302
+        assert project is not None
+        assert project.labels_required == 3
+    else:
+        assert created.status_code in (302, 403)
+        assert moved.status_code in (302, 403)
+        assert project is None
+        loop.exam.refresh_from_db()
+        assert loop.exam.project is None
 
 
 def test_unknown_loop_and_frame_are_404(client, admin_user):
@@ -383,13 +422,86 @@ def test_label_data_page_refuses_bad_project_settings(client, admin_user):
 
     response = client.post(
         reverse("annotation:label-data"),
-        {"action": "project", "project": project.uuid, "mode": AnnotationMode.ASSISTED, "labels_required": 0},
+        {
+            "action": "project",
+            "project": project.uuid,
+            "mode": AnnotationMode.ASSISTED,
+            "labels_required": 0,
+            "worklist_order": "entropy",
+        },
     )
 
     assert response.status_code == 200
     assert "greater than or equal to 1" in response.content.decode()
     project.refresh_from_db()
     assert project.labels_required == 2
+
+
+def test_moving_exams_between_projects_applies_their_agreement_rule(
+    client, admin_user, physician, other_physician, loop
+):
+    frame = sampled_frames(loop)[0]
+    label(frame, physician, "LCA_better")
+    label(frame, other_physician, "LCA_better")  # two agree: final in the default project
+    triple = AnnotationProject.objects.create(name="Triple reading", labels_required=3)
+    client.force_login(admin_user)
+    url = reverse("annotation:label-data")
+
+    page = client.get(url).content.decode()
+    moved = client.post(url, {"action": "assign", "exams": [loop.exam.uuid], "project": triple.uuid}, follow=True)
+
+    assert f'value="{loop.exam.uuid}"' in page
+    assert "Triple reading" in page
+    assert "1 exam moved to Triple reading." in moved.content.decode()
+    loop.exam.refresh_from_db()
+    assert loop.exam.project == triple
+    assert not FinalLabel.objects.filter(frame=frame).exists()  # two of three: not final any more
+    cleared = FinalLabelEvent.objects.get(frame=frame, action="cleared")
+    assert cleared.actor == admin_user
+    # Back to the default project: the two agreeing labels are final again.
+    client.post(url, {"action": "assign", "exams": [loop.exam.uuid], "project": AnnotationProject.default().uuid})
+    assert FinalLabel.objects.get(frame=frame).class_name == "LCA_better"
+    # Nothing chosen, or a project that does not exist: a clear error, nothing moves.
+    nothing = client.post(url, {"action": "assign", "project": triple.uuid})
+    nowhere = client.post(url, {"action": "assign", "exams": [loop.exam.uuid], "project": uuid.uuid4()})
+    assert nothing.status_code == nowhere.status_code == 400
+    assert "Choose at least one exam." in nothing.content.decode()
+    assert "That project does not exist" in nowhere.content.decode()
+    loop.exam.refresh_from_db()
+    assert loop.exam.project == AnnotationProject.default()
+
+
+def test_changing_the_labels_needed_rederives_final_labels(client, admin_user, physician, loop):
+    frame = sampled_frames(loop)[0]
+    label(frame, physician, "RCA_bad")
+    project = AnnotationProject.default()
+    client.force_login(admin_user)
+
+    client.post(
+        reverse("annotation:label-data"),
+        {
+            "action": "project",
+            "project": project.uuid,
+            "mode": "blinded",
+            "labels_required": 1,
+            "worklist_order": "entropy",
+        },
+    )
+
+    final = FinalLabel.objects.get(frame=frame)
+    assert (final.class_name, final.method) == ("RCA_bad", "agreement")
+    assert FinalLabelEvent.objects.get(frame=frame).actor == admin_user
+
+
+def test_a_new_project_needs_a_unique_name(client, admin_user):
+    client.force_login(admin_user)
+    form = {"action": "new-project", "new-mode": "blinded", "new-labels_required": 2, "new-worklist_order": "entropy"}
+
+    response = client.post(reverse("annotation:label-data"), {**form, "new-name": AnnotationProject.default().name})
+
+    assert response.status_code == 400
+    assert "already exists" in response.content.decode()
+    assert AnnotationProject.objects.count() == 1
 
 
 # --- home page and navigation ----------------------------------------------------------------
