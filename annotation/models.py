@@ -507,7 +507,7 @@ class FinalLabel(TimestampedModel):
             "laterality": self.laterality,
             "category": self.category,
             "method": self.method,
-            "decided_by": self.decided_by.get_username() if self.decided_by_id else None,
+            "decided_by": self.decided_by.get_username() if self.decided_by is not None else None,
             "decided_at": self.decided_at.isoformat(),
             "note": self.note,
         }
