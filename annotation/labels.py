@@ -184,8 +184,15 @@ def _apply_change(label: FrameLabel, **fields: Any) -> FrameLabel:
 
 
 def project_of(frame: Frame) -> AnnotationProject:
-    """The frame's exam's project, else the default one, in one query (this runs on every
+    """The frame's exam's project, else the default one: from the frame's loaded relations
+    when it came with them (as the label API loads it), else in one query (this runs on every
     label)."""
+    if (
+        Frame._meta.get_field("loop").is_cached(frame)
+        and CineLoop._meta.get_field("exam").is_cached(frame.loop)
+        and Exam._meta.get_field("project").is_cached(frame.loop.exam)
+    ):
+        return frame.loop.exam.project or AnnotationProject.default()
     project = (
         AnnotationProject.objects.filter(Q(exams__loops__frames=frame) | Q(is_default=True))
         .order_by("is_default")
@@ -253,7 +260,7 @@ def record_label(
             else:
                 action = LabelAction.IMPORTED if imported_by else LabelAction.CREATED
                 _record(label, actor, action, before=None)
-                refresh_final_label(frame, actor)
+                _refresh_final_label_locked(frame, actor)
                 return LabelOutcome(label, action)
         if label is None:
             raise StaleLabel(None)
@@ -282,7 +289,7 @@ def record_label(
         else:
             action = LabelAction.RESTORED
         _record(label, actor, action, before)
-        refresh_final_label(frame, actor)
+        _refresh_final_label_locked(frame, actor)
         return LabelOutcome(label, action)
 
 
@@ -301,7 +308,7 @@ def withdraw_label(frame: Frame, physician: User, expected_version: int) -> Fram
         before = label.snapshot()
         label = _apply_change(label, withdrawn_at=timezone.now())
         _record(label, physician, LabelAction.WITHDRAWN, before)
-        refresh_final_label(frame, physician)
+        _refresh_final_label_locked(frame, physician)
         return label
 
 
@@ -362,7 +369,7 @@ def undo_last(physician: User) -> FrameLabel:
             else:
                 action = LabelAction.CHANGED
             _record(label, physician, action, before, reverts=event)
-            refresh_final_label(label.frame, physician)
+            _refresh_final_label_locked(label.frame, physician)
             return label
     raise NothingToUndo("Your label changes were undone elsewhere at the same moment; reload the page.")
 
@@ -401,42 +408,48 @@ def refresh_final_label(frame: Frame, actor: User | None = None) -> FinalLabel |
     """
     with transaction.atomic():
         _lock_frame(frame.pk)
-        final = FinalLabel.objects.filter(frame=frame).first()
-        if final is not None and final.method != FinalLabelMethod.AGREEMENT:
-            return final
-        active = list(
-            FrameLabel.objects.filter(frame=frame, withdrawn_at=None)
-            .order_by("physician__username")
-            .values_list("laterality", "category", "physician__username")
-        )
-        classes = {(laterality, category) for laterality, category, _ in active}
-        if len(active) >= project_of(frame).labels_required and len(classes) == 1:
-            [(laterality, category)] = classes
-            note = f"Agreement of {len(active)} physicians: {', '.join(name for _, _, name in active)}."
-            if final is None:
-                final = FinalLabel.objects.create(
-                    frame=frame,
-                    laterality=laterality,
-                    category=category,
-                    method=FinalLabelMethod.AGREEMENT,
-                    decided_at=timezone.now(),
-                    note=note,
-                )
-                audit_final_label(frame.pk, actor, None, final)
-            elif (final.laterality, final.category, final.note) != (laterality, category, note):
-                before = final.snapshot()
-                final.laterality, final.category, final.note = laterality, category, note
-                final.decided_at = timezone.now()
-                final.save()
-                audit_final_label(frame.pk, actor, before, final)
-            return final
-        if final is not None:
-            # Derived, not decided by anyone: the labels it came from are all kept, and the
-            # audit event keeps what it was.
+        return _refresh_final_label_locked(frame, actor)
+
+
+def _refresh_final_label_locked(frame: Frame, actor: User | None) -> FinalLabel | None:
+    """``refresh_final_label`` inside a transaction that already holds the frame's lock (the
+    label changes call it so, saving a savepoint and a second lock per label)."""
+    final = FinalLabel.objects.filter(frame=frame).first()
+    if final is not None and final.method != FinalLabelMethod.AGREEMENT:
+        return final
+    active = list(
+        FrameLabel.objects.filter(frame=frame, withdrawn_at=None)
+        .order_by("physician__username")
+        .values_list("laterality", "category", "physician__username")
+    )
+    classes = {(laterality, category) for laterality, category, _ in active}
+    if len(active) >= project_of(frame).labels_required and len(classes) == 1:
+        [(laterality, category)] = classes
+        note = f"Agreement of {len(active)} physicians: {', '.join(name for _, _, name in active)}."
+        if final is None:
+            final = FinalLabel.objects.create(
+                frame=frame,
+                laterality=laterality,
+                category=category,
+                method=FinalLabelMethod.AGREEMENT,
+                decided_at=timezone.now(),
+                note=note,
+            )
+            audit_final_label(frame.pk, actor, None, final)
+        elif (final.laterality, final.category, final.note) != (laterality, category, note):
             before = final.snapshot()
-            FinalLabel.objects.filter(pk=final.pk).delete()
-            audit_final_label(frame.pk, actor, before, None)
-        return None
+            final.laterality, final.category, final.note = laterality, category, note
+            final.decided_at = timezone.now()
+            final.save()
+            audit_final_label(frame.pk, actor, before, final)
+        return final
+    if final is not None:
+        # Derived, not decided by anyone: the labels it came from are all kept, and the
+        # audit event keeps what it was.
+        before = final.snapshot()
+        FinalLabel.objects.filter(pk=final.pk).delete()
+        audit_final_label(frame.pk, actor, before, None)
+    return None
 
 
 def reapply_agreement(exams: QuerySet[Exam], actor: User) -> int:
