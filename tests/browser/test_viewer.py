@@ -280,3 +280,24 @@ def test_admin_sees_a_disputed_frame_and_adjudicates_it(
     assert (final.laterality, final.category, final.method) == ("RCA", "better", FinalLabelMethod.ADJUDICATION)
     assert final.decided_by == admin_user
     assert page.js_errors == []
+
+
+def test_admin_creates_a_project_and_moves_an_exam_into_it(live_server, page, admin_user, xa_dir, artifacts):
+    loop = ingest_real_loop(xa_dir, SECOND_LOOP)
+    log_in(page, live_server, admin_user.username, "pw-" + admin_user.username)
+
+    page.goto(f"{live_server.url}/label/data/#projects")
+    page.fill("#id_new-name", "Assisted pilot")
+    page.select_option("#id_new-mode", "assisted")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/label/data/#projects")
+    page.check(f"#exam-{loop.exam.uuid}")
+    page.select_option("#id_project", label="Assisted pilot")
+    page.get_by_role("button", name="Move").click()
+    page.wait_for_url("**/label/data/#exams")
+
+    assert "1 exam moved to Assisted pilot." in page.inner_text("#exams")
+    page.screenshot(path=str(artifacts / "label-data-projects.png"), full_page=True)
+    loop.exam.refresh_from_db()
+    assert (loop.exam.project.name, loop.exam.project.mode) == ("Assisted pilot", "assisted")
+    assert page.js_errors == []
