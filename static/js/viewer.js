@@ -684,7 +684,7 @@ function readPrelabel(prelabel) {
     probability ??= probabilities[`${laterality}_${category}`] ?? null;
   }
   if (!laterality || !category) return null;
-  return { laterality, category, probability };
+  return { laterality, category, probability, model: prelabel.model_version ?? null };
 }
 
 function acceptPrelabel() {
@@ -869,6 +869,7 @@ function renderPrelabel(frame) {
   if (suggestion) {
     const pct = suggestion.probability !== null ? ` · ${Math.round(suggestion.probability * 100)} %` : "";
     $("#prelabel-value").textContent = `${classText(suggestion.laterality, suggestion.category)}${pct}`;
+    $("#prelabel-model").textContent = suggestion.model ? `by ${suggestion.model}` : "";
   }
 }
 

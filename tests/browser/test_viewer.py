@@ -7,8 +7,9 @@ import pytest
 
 from annotation.ingest import ingest_paths
 from annotation.labels import submit_label
-from annotation.models import CineLoop, FinalLabel, FinalLabelMethod, FrameLabel
+from annotation.models import AnnotationMode, AnnotationProject, CineLoop, FinalLabel, FinalLabelMethod, FrameLabel
 from tests.browser.conftest import log_in
+from tests.factories import ModelVersionFactory, make_prelabel
 
 pytestmark = pytest.mark.browser
 
@@ -300,4 +301,30 @@ def test_admin_creates_a_project_and_moves_an_exam_into_it(live_server, page, ad
     page.screenshot(path=str(artifacts / "label-data-projects.png"), full_page=True)
     loop.exam.refresh_from_db()
     assert (loop.exam.project.name, loop.exam.project.mode) == ("Assisted pilot", "assisted")
+    assert page.js_errors == []
+
+
+def test_assisted_mode_shows_the_models_pre_label_and_enter_accepts_it(live_server, page, physician, xa_dir, artifacts):
+    loop = ingest_real_loop(xa_dir)
+    project = AnnotationProject.objects.create(name="Assisted", mode=AnnotationMode.ASSISTED)
+    loop.exam.project = project
+    loop.exam.save()
+    model = ModelVersionFactory(is_active=True, version=3)
+    for frame in loop.frames.filter(is_sampled=True):
+        make_prelabel(frame, model, best="RCA_bad", p=0.9)
+    log_in(page, live_server, physician.username, "pw-" + physician.username)
+
+    page.goto(f"{live_server.url}/label/loops/{loop.uuid}/")
+    wait_until_ready(page)
+    page.keyboard.press("n")  # to the first sampled frame
+    page.wait_for_selector("#prelabel:not([hidden])")
+
+    assert page.inner_text("#prelabel-value") == "RCA · Bad · 90 %"
+    assert page.inner_text("[data-testid=prelabel-model]") == "by convnext_atto v3"
+    page.screenshot(path=str(artifacts / "viewer-assisted.png"))
+    shown = frame_number(page)
+    page.keyboard.press("Enter")
+    wait_until_saved(page)
+    label = FrameLabel.objects.get(physician=physician)
+    assert (label.frame.index, label.class_name) == (shown, "RCA_bad")
     assert page.js_errors == []
