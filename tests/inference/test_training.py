@@ -209,6 +209,23 @@ def test_train_keyframe_command_prints_the_metrics_line(labelled) -> None:
     assert DatasetSnapshot.objects.get().parameters["split_by"] == "loop"
 
 
+def test_train_keyframe_command_takes_a_recipe_that_flags_override(labelled) -> None:
+    from inference.ml.keyframe.config import CPU_TRAINING
+
+    call_command(
+        "train_keyframe", "--recipe=cpu", "--image-size=32", "--epochs=1", "--no-augment", stdout=StringIO(),
+        stderr=StringIO(),
+    )  # fmt: skip
+
+    parameters = Job.objects.get().parameters
+    assert parameters["image_size"] == 32
+    assert parameters["epochs"] == 1
+    assert parameters["augment"] is False
+    for name, value in CPU_TRAINING.items():
+        if name not in ("image_size", "epochs", "augment"):
+            assert parameters[name] == value, name
+
+
 def test_train_keyframe_command_fails_loudly(db, admin_user) -> None:
     with pytest.raises(CommandError, match="no final labels"):
         call_command("train_keyframe", "--arch=convnext_atto", "--image-size=32", "--epochs=1", stdout=StringIO())

@@ -8,9 +8,12 @@ from uuid import UUID
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pydantic import ValidationError
 
+from inference.ml.keyframe.config import CPU_TRAINING
 from inference.parameters import TrainKeyframeParameters
 
 _DEFAULTS = TrainKeyframeParameters()
+#: Named sets of defaults; the flags given override them.
+RECIPES: dict[str, dict[str, Any]] = {"study": {}, "cpu": dict(CPU_TRAINING)}
 BAR_WIDTH = 30
 FOLLOW_INTERVAL_S = 1.0
 
@@ -60,52 +63,44 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--arch", default=_DEFAULTS.arch, help="timm ConvNeXt name (default %(default)s)")
-        parser.add_argument("--image-size", type=int, default=_DEFAULTS.image_size, help="pixels (default %(default)s)")
-        parser.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="(default %(default)s)")
-        parser.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="(default %(default)s)")
+        parser.add_argument(
+            "--recipe",
+            choices=sorted(RECIPES),
+            default="study",
+            help="the defaults the other flags override: the study's (ConvNeXt-Base, 224 px, 200 epochs; needs a "
+            "GPU) or the CPU recipe tested on the phantom (default %(default)s)",
+        )
+        parser.add_argument("--arch", help=f"timm ConvNeXt name (study: {_DEFAULTS.arch})")
+        parser.add_argument("--image-size", type=int, help=f"pixels (study: {_DEFAULTS.image_size})")
+        parser.add_argument("--epochs", type=int, help=f"(study: {_DEFAULTS.epochs})")
+        parser.add_argument("--batch-size", type=int, help=f"(study: {_DEFAULTS.batch_size})")
         parser.add_argument(
             "--micro-batch-size",
             type=int,
-            default=_DEFAULTS.micro_batch_size,
             help="largest batch through the network at once; gradient accumulation makes up the batch",
         )
-        parser.add_argument("--lr", type=float, default=_DEFAULTS.lr, help="AdamW learning rate (default %(default)s)")
-        parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="(default %(default)s)")
+        parser.add_argument("--lr", type=float, help=f"AdamW learning rate (study: {_DEFAULTS.lr})")
+        parser.add_argument("--seed", type=int, help=f"(default {_DEFAULTS.seed})")
+        parser.add_argument("--patience", type=int, help=f"early-stopping epochs (study: {_DEFAULTS.patience})")
+        parser.add_argument("--snapshot", type=UUID, help="train on this dataset snapshot (UUID)")
         parser.add_argument(
-            "--patience", type=int, default=_DEFAULTS.patience, help="early-stopping epochs (default %(default)s)"
+            "--split-by", choices=["exam", "loop"], help=f"how a new snapshot is split (default {_DEFAULTS.split_by})"
         )
-        parser.add_argument("--snapshot", type=UUID, default=None, help="train on this dataset snapshot (UUID)")
         parser.add_argument(
-            "--split-by",
-            choices=["exam", "loop"],
-            default=_DEFAULTS.split_by,
-            help="how a new snapshot is split (default %(default)s)",
+            "--activate", action="store_true", default=None, help="activate the new version when trained"
         )
-        parser.add_argument("--activate", action="store_true", help="activate the new version when trained")
-        parser.add_argument("--no-augment", action="store_true", help="train without TrivialAugmentWide")
-        parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=_DEFAULTS.device)
+        parser.add_argument(
+            "--no-augment", dest="augment", action="store_false", default=None, help="train without TrivialAugmentWide"
+        )
+        parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
     def handle(self, *args: object, **options: Any) -> None:
         from inference.jobs import JobConflict, run_job_here, start_job
         from inference.models import JobKind, JobStatus
 
+        given = {name: options[name] for name in TrainKeyframeParameters.model_fields if options.get(name) is not None}
         try:
-            params = TrainKeyframeParameters(
-                arch=options["arch"],
-                image_size=options["image_size"],
-                epochs=options["epochs"],
-                batch_size=options["batch_size"],
-                micro_batch_size=options["micro_batch_size"],
-                lr=options["lr"],
-                seed=options["seed"],
-                patience=options["patience"],
-                snapshot=options["snapshot"],
-                split_by=options["split_by"],
-                activate=options["activate"],
-                augment=not options["no_augment"],
-                device=options["device"],
-            )
+            params = TrainKeyframeParameters.model_validate(RECIPES[options["recipe"]] | given)
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{'.'.join(map(str, e['loc'])) or 'parameters'}: {e['msg']}" for e in exc.errors())
