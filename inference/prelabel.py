@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
 from uuid import UUID
 
 import numpy as np
@@ -85,13 +85,21 @@ def count_frames(exams: Iterable[Exam], frames: FrameChoice = "all") -> int:
     return _frames_of([exam.pk for exam in exams], frames).count()
 
 
-def _batches(exams: Sequence[Exam], frames: FrameChoice, batch_size: int) -> Iterator[list[tuple[int, str]]]:
-    """(frame id, image name) in batches of ``batch_size``, exam after exam (a batch may span
-    two exams). Holds one exam's ids at a time."""
-    batch: list[tuple[int, str]] = []
+class FrameRow(NamedTuple):
+    pk: int
+    image: str
+    loop_id: int
+    frame_index: int
+
+
+def _batches(exams: Sequence[Exam], frames: FrameChoice, batch_size: int) -> Iterator[list[FrameRow]]:
+    """Frames in batches of ``batch_size``, exam after exam and loop after loop (a batch may
+    span two loops or exams). Holds one exam's ids at a time."""
+    batch: list[FrameRow] = []
     for exam in exams:
-        for row in _frames_of([exam.pk], frames).order_by("loop_id", "index").values_list("pk", "image"):
-            batch.append(row)
+        rows = _frames_of([exam.pk], frames).order_by("loop_id", "index").values_list("pk", "image", "loop_id", "index")
+        for row in rows:
+            batch.append(FrameRow(*row))
             if len(batch) == batch_size:
                 yield batch
                 batch = []
@@ -99,8 +107,49 @@ def _batches(exams: Sequence[Exam], frames: FrameChoice, batch_size: int) -> Ite
         yield batch
 
 
-def _read_batch(batch: list[tuple[int, str]]) -> list[bytes]:
-    return [_read(name) for _, name in batch]
+def _read_batch(batch: list[FrameRow]) -> list[bytes]:
+    return [_read(row.image) for row in batch]
+
+
+def loop_context_window(version: ModelVersion) -> int | None:
+    """The loop-context window the version was trained and measured with (its config), or
+    None: per-frame probabilities as the network gives them."""
+    window = (version.config or {}).get("loop_context_window")
+    return int(window) if isinstance(window, int) and not isinstance(window, bool) else None
+
+
+class _LoopBuffer:
+    """Holds predictions until each loop's last frame is in, then stores the loop's rows,
+    with loop context (``inference.ml.keyframe.context``) when the model uses it: frames come
+    loop by loop, so at most one loop is held."""
+
+    def __init__(self, version: ModelVersion) -> None:
+        self.version = version
+        self.window = loop_context_window(version)
+        self.rows: list[FrameRow] = []
+        self.probabilities: list[np.ndarray] = []
+
+    def add(self, rows: list[FrameRow], probabilities: np.ndarray) -> None:
+        self.rows.extend(rows)
+        self.probabilities.extend(probabilities)
+        last_loop = self.rows[-1].loop_id
+        complete = next((i for i, row in enumerate(self.rows) if row.loop_id == last_loop), len(self.rows))
+        self._store(complete)
+
+    def flush(self) -> None:
+        self._store(len(self.rows))
+
+    def _store(self, count: int) -> None:
+        if not count:
+            return
+        rows, probabilities = self.rows[:count], np.asarray(self.probabilities[:count])
+        del self.rows[:count], self.probabilities[:count]
+        if self.window is not None:
+            from inference.ml.keyframe.context import with_loop_context
+
+            loops = [row.loop_id for row in rows]
+            probabilities = with_loop_context(probabilities, loops, [row.frame_index for row in rows], self.window)
+        _store(self.version, [row.pk for row in rows], np.asarray(probabilities, dtype=np.float64))
 
 
 def prelabel_exams(
@@ -118,13 +167,16 @@ def prelabel_exams(
 
     Frames go through in batches of ``batch_size``, exam after exam; the next batch's images
     are read from storage on a thread while the model works on the current one, so at most two
-    batches of image bytes are held. ``progress`` hears after every batch. ``predictor`` (a
-    loaded ``KeyframePredictor``) saves loading the weights again when the caller has them.
+    batches of image bytes are held. A model trained with loop context has its probabilities
+    stored with it (laterality from the whole loop, category from neighbouring frames), as it
+    was measured. ``progress`` hears after every batch. ``predictor`` (a loaded
+    ``KeyframePredictor``) saves loading the weights again when the caller has them.
     """
     exam_list = exams if isinstance(exams, Sequence) else list(exams)
     total = count_frames(exam_list, frames) if progress else 0
     model = predictor if predictor is not None else cast(Predictor, load_predictor(version))
     done = 0
+    buffer = _LoopBuffer(version)
     batches = _batches(exam_list, frames, batch_size)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-read") as reader:
         current = next(batches, None)
@@ -138,11 +190,12 @@ def prelabel_exams(
                 raise PrelabelError(
                     f"The model returned {probabilities.shape} probabilities for {len(current)} frames."
                 )
-            _store(version, [pk for pk, _ in current], probabilities)
+            buffer.add(current, probabilities)
             done += len(current)
             if progress:
                 progress(done, total)
             current = following
+    buffer.flush()
     return done
 
 

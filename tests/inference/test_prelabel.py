@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from annotation.ingest import IngestReport, IngestResult, Outcome
-from annotation.models import SIX_CLASSES, Exam, Frame, PreLabel, PreLabelProbabilities
+from annotation.models import SIX_CLASSES, CineLoop, Exam, Frame, PreLabel, PreLabelProbabilities
 from inference import prelabel
 from inference.jobs import run_job_here, start_job
 from inference.models import Job, JobKind, JobStatus, KeyFrame
@@ -116,6 +116,32 @@ def test_one_pre_label_per_frame_with_valid_probabilities_entropy_and_margin(exa
     # Batches of at most 4 (22 = 5 x 4 + 2); progress after each.
     assert predictor.batches == [4, 4, 4, 4, 4, 2]
     assert seen == [(4, 22), (8, 22), (12, 22), (16, 22), (20, 22), (22, 22)]
+
+
+def test_a_model_with_loop_context_stores_what_it_was_measured_with(exams):
+    from inference.ml.keyframe.context import with_loop_context
+
+    plain = ModelVersionFactory(config={"arch": "convnext_atto"})
+    in_context = ModelVersionFactory(config={"arch": "convnext_atto", "loop_context_window": 2})
+    # Batches of 4 cut through the loops: the context must still see each loop whole.
+    prelabel_exams(exams, plain, batch_size=4, predictor=FakePredictor())
+    prelabel_exams(exams, in_context, batch_size=4, predictor=FakePredictor())
+
+    for loop in CineLoop.objects.all():
+        frames = list(loop.frames.order_by("index"))
+        raw = np.array(
+            [[PreLabel.objects.get(frame=f, model_version=plain).probabilities[c] for c in SIX_CLASSES] for f in frames]
+        )
+        stored = np.array(
+            [
+                [PreLabel.objects.get(frame=f, model_version=in_context).probabilities[c] for c in SIX_CLASSES]
+                for f in frames
+            ]
+        )
+        expected = with_loop_context(raw, [loop.pk] * len(frames), [f.index for f in frames], window=2)
+        assert stored == pytest.approx(expected, abs=1e-5)
+        # One laterality per loop.
+        assert np.ptp(stored[:, :3].sum(axis=1)) < 1e-5
 
 
 def test_running_twice_replaces_rather_than_duplicates(exams, version):
