@@ -99,7 +99,11 @@ def image_items(entries: list[ManifestEntry]) -> list[ImageItem]:
 
     return [
         ImageItem(
-            key=str(entry.frame), label=CLASS_NAMES.index(entry.label), load=functools.partial(read_frame_image, entry)
+            key=str(entry.frame),
+            label=CLASS_NAMES.index(entry.label),
+            load=functools.partial(read_frame_image, entry),
+            loop=str(entry.loop),
+            index=entry.index,
         )
         for entry in entries
     ]

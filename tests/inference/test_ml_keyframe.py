@@ -6,6 +6,7 @@ convnext_atto at 32 px, one thread: each training run takes a second or two.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,18 @@ from inference.ml.keyframe import (  # noqa: E402
     train_keyframe_model,
 )
 from inference.ml.keyframe.data import normalise  # noqa: E402
-from inference.ml.keyframe.evaluate import draw_plots, expected_calibration_error  # noqa: E402
-from inference.ml.keyframe.model import build_model, load_init_weights, model_from_safetensors  # noqa: E402
-from inference.ml.keyframe.trainer import CHECKPOINT_NAME, CheckpointMismatch  # noqa: E402
+from inference.ml.keyframe.evaluate import (  # noqa: E402
+    best_keyframe_threshold,
+    draw_plots,
+    expected_calibration_error,
+)
+from inference.ml.keyframe.model import (  # noqa: E402
+    CONFIG_METADATA_KEY,
+    build_model,
+    load_init_weights,
+    model_from_safetensors,
+)
+from inference.ml.keyframe.trainer import CHECKPOINT_NAME, CheckpointMismatch, _augmenter  # noqa: E402
 from inference.parameters import TrainKeyframeParameters  # noqa: E402
 
 SIZE = 32
@@ -364,3 +374,85 @@ def test_degenerate_test_splits_do_not_crash() -> None:
     plots = draw_plots(only_lca_other, [{"epoch": 1, "train_loss": 1.0, "val_loss": None}])
     assert all(png.startswith(PNG_MAGIC) for png in plots.values())
     assert draw_plots(empty, [])["reliability"].startswith(PNG_MAGIC)
+
+
+def test_the_keyframe_threshold_is_the_best_one_on_the_given_frames() -> None:
+    # Key-frame scores: the key frames (labels 0 and 3) score 0.3-0.4, the rest 0.1-0.2 and one 0.35.
+    labels = np.array([0, 3, 0, 3, 1, 2, 4, 5, 1])
+    score = np.array([0.4, 0.38, 0.33, 0.31, 0.2, 0.1, 0.15, 0.12, 0.35])
+    probabilities = np.zeros((len(labels), 6))
+    probabilities[:, 0] = score
+    probabilities[:, 2] = 1 - score
+    threshold = best_keyframe_threshold(labels, probabilities)
+    assert 0.2 < threshold <= 0.31  # all four key frames and the one lookalike: F1 8/9
+    assert compute_metrics(labels, probabilities)["keyframe_f1"] == 0.0  # nothing reaches 0.5
+    tuned = compute_metrics(labels, probabilities, keyframe_threshold=threshold)
+    assert tuned["keyframe_f1"] == pytest.approx(8 / 9, abs=1e-6)
+    assert tuned["keyframe_threshold"] == threshold
+    # Nothing to choose between: 0.5.
+    assert best_keyframe_threshold(np.array([1, 2]), probabilities[:2]) == 0.5
+
+
+def test_training_can_select_by_a_metric_tune_the_threshold_and_subsample(tmp_path: Path) -> None:
+    reporter = Recorder()
+    result = train(
+        tmp_path,
+        reporter,
+        epochs=2,
+        selection_metric="val_keyframe_f1",
+        label_smoothing=0.1,
+        epoch_fraction=0.5,
+        tune_keyframe_threshold=True,
+    )
+    steps = [step for _, step, _ in reporter.progress_calls if step]
+    assert any(step.startswith("epoch 1/2: step 2/2") for step in steps)  # 12 of 24 frames, batches of 8
+    assert not any("step 3/" in step for step in steps)
+    assert result.model_config.keyframe_threshold == result.metrics["keyframe_threshold"]
+    assert any(line.startswith("Key-frame threshold") for line in reporter.lines)
+    best = max(result.history, key=lambda row: (row["val_keyframe_f1"], -row["val_loss"]))
+    assert result.metrics["best_epoch"] == best["epoch"]
+    assert result.probabilities["validation"].shape == (len(VALIDATION), 6)
+    assert result.probabilities["test"].shape == (len(TEST), 6)
+    # The weights file's metadata carries the tuned threshold too.
+    header = json.loads(result.weights[8 : 8 + int.from_bytes(result.weights[:8], "little")])
+    stored = KeyframeModelConfig.model_validate_json(header["__metadata__"][CONFIG_METADATA_KEY])
+    assert stored.keyframe_threshold == result.model_config.keyframe_threshold
+    # The new training parameters are part of the checkpoint's fingerprint.
+    with pytest.raises(CheckpointMismatch):
+        train(tmp_path, epochs=2, selection_metric="val_keyframe_f1", label_smoothing=0.1, epoch_fraction=1.0)
+
+
+def test_the_mild_augmentation_keeps_grey_uint8_frames() -> None:
+    frames = torch.stack([decode_gray(frame_png(label, 0), SIZE) for label in range(6)])
+    augmenter = _augmenter(params(augmentation="mild"))
+    assert augmenter is not None
+    augmented = torch.stack([augmenter(frame) for frame in frames])
+    assert augmented.shape == frames.shape
+    assert augmented.dtype == torch.uint8
+    assert _augmenter(params(augment=False)) is None
+
+
+def test_training_with_loop_context_measures_and_stores_it(tmp_path: Path) -> None:
+    # The test frames in two loops by side (a run shows one artery), numbered in order.
+    in_loops = [
+        ImageItem(item.key, item.label, item.load, loop="left" if item.label < 3 else "right", index=number)
+        for number, item in enumerate(TEST)
+    ]
+    result = train_keyframe_model(
+        params(epochs=1, loop_context_window=1),
+        TRAIN,
+        VALIDATION,
+        in_loops,
+        checkpoint_dir=tmp_path,
+        reporter=Recorder(),
+        threads=1,
+    )
+
+    assert result.model_config.loop_context_window == 1
+    assert result.metrics["loop_context_window"] == 1
+    assert set(result.metrics["per_frame"]) >= {"laterality_f1", "keyframe_f1", "macro_f1"}
+    # The test figures are those of the probabilities in context: one laterality per loop.
+    lca = result.probabilities["test"][:, :3].sum(axis=1)
+    left = np.array([item.loop == "left" for item in in_loops])
+    assert np.ptp(lca[left]) < 1e-6
+    assert np.ptp(lca[~left]) < 1e-6

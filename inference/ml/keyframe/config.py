@@ -38,6 +38,12 @@ class KeyframeModelConfig(BaseModel):
     normalisation: Literal["highpass", "image", "fixed"] = "highpass"
     mean: float = GRAY_MEAN
     std: float = Field(default=GRAY_STD, gt=0)
+    # A frame is a key frame at P(LCA_better) + P(RCA_better) of this or more: 0.5, or the
+    # threshold with the best key-frame F1 on the validation split when training tuned it.
+    keyframe_threshold: float = Field(default=0.5, ge=0, le=1)
+    # Loop context the model was measured with and pre-labels with (context.with_loop_context):
+    # None, each frame on its own; else the category window in frames.
+    loop_context_window: int | None = Field(default=None, ge=0, le=50)
 
     @model_validator(mode="after")
     def _six_known_classes(self) -> KeyframeModelConfig:
@@ -46,15 +52,3 @@ class KeyframeModelConfig(BaseModel):
         if self.class_names != CLASS_NAMES:
             raise ValueError(f"class names must be {CLASS_NAMES} (the metrics and the key-frame picker rely on them)")
         return self
-
-
-#: Training settings for a CPU machine, chosen with ``benchmarks/phantom_keyframe_experiment.py``
-#: (the study's defaults, ConvNeXt-Base at 224 px for 200 epochs, need a GPU).
-CPU_TRAINING: dict[str, str | int | float] = {
-    "arch": "convnext_atto",
-    "image_size": 128,
-    "epochs": 6,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "patience": 3,
-}

@@ -38,6 +38,8 @@ class ImageItem:
     key: str  # the frame's UUID
     label: int  # index in CLASS_NAMES; -1 when unknown
     load: Callable[[], bytes]  # the frame's display image (WebP or PNG bytes)
+    loop: str = ""  # the cine loop it belongs to, and its number there (for loop context)
+    index: int = 0
 
 
 def decode_gray(data: bytes, image_size: int) -> torch.Tensor:

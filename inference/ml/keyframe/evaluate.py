@@ -8,7 +8,8 @@ Definitions:
 - laterality: LCA vs RCA, the predicted side being the one with the larger summed probability
   of its three classes; ``laterality_f1`` is the macro F1 over the two sides.
 - key frame: "better" of either side vs the rest, scored by P(LCA_better) + P(RCA_better) and
-  predicted positive at a score of 0.5 or more; precision, recall, F1 and AUROC.
+  predicted positive at a score of ``keyframe_threshold`` or more (0.5 unless the trainer chose
+  one on the validation split, ``best_keyframe_threshold``); precision, recall, F1 and AUROC.
 - six classes: accuracy, macro F1 over the classes present in the test labels, per-class
   precision/recall/F1/support, the 6 x 6 confusion matrix (rows: truth, columns: prediction).
 - calibration: expected calibration error over 15 equal-width bins of the top-class
@@ -29,6 +30,9 @@ from inference.ml.keyframe.config import BETTER_CLASSES, CLASS_NAMES, LCA_CLASSE
 
 ECE_BINS = 15
 KEYFRAME_THRESHOLD = 0.5
+#: The range a key-frame threshold tuned on validation frames is kept in: a few validation exams
+#: must not push it to an extreme that a new exam's frames would all fall on one side of.
+TUNED_THRESHOLD_RANGE = (0.05, 0.95)
 
 
 def _float(value: float | np.floating) -> float:
@@ -90,8 +94,35 @@ def _auroc(truth: np.ndarray, score: np.ndarray) -> float | None:
     return _float(roc_auc_score(truth, score))
 
 
-def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """Test metrics from true class indices (N,) and predicted probabilities (N, 6)."""
+def best_keyframe_threshold(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The key-frame score threshold with the best key-frame F1 on these frames (the validation
+    split), within ``TUNED_THRESHOLD_RANGE``; ``KEYFRAME_THRESHOLD`` when they hold no key frame
+    or no other frame. Candidates are the midpoints between neighbouring distinct scores, so the
+    threshold falls between frames rather than on one; among equal F1s the one nearest 0.5 wins.
+    """
+    truth = np.isin(np.asarray(labels, dtype=np.int64), BETTER_CLASSES)
+    if truth.all() or not truth.any():
+        return KEYFRAME_THRESHOLD
+    score = keyframe_score(np.asarray(probabilities, dtype=np.float64).reshape(-1, len(CLASS_NAMES)))
+    low, high = TUNED_THRESHOLD_RANGE
+    distinct = np.unique(score)
+    candidates = np.concatenate([[KEYFRAME_THRESHOLD], (distinct[:-1] + distinct[1:]) / 2])
+    candidates = np.unique(np.clip(candidates, low, high))
+    # F1 for every candidate at once: sort the scores once and count from the top.
+    order = np.argsort(-score, kind="stable")
+    ranked_score, ranked_truth = score[order], truth[order]
+    true_positives = np.concatenate([[0], np.cumsum(ranked_truth)])
+    predicted = np.searchsorted(-ranked_score, -candidates, side="right")  # frames with score >= t
+    f1 = 2 * true_positives[predicted] / (predicted + truth.sum())
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    return _float(candidates[best[np.argmin(np.abs(candidates[best] - KEYFRAME_THRESHOLD))]])
+
+
+def compute_metrics(
+    labels: np.ndarray, probabilities: np.ndarray, *, keyframe_threshold: float = KEYFRAME_THRESHOLD
+) -> dict[str, Any]:
+    """Test metrics from true class indices (N,) and predicted probabilities (N, 6); a frame is
+    a key frame at a key-frame score of ``keyframe_threshold`` or more."""
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(CLASS_NAMES))
     if len(labels) != len(probabilities):
@@ -110,6 +141,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
             "keyframe_recall": None,
             "keyframe_f1": None,
             "keyframe_auroc": None,
+            "keyframe_threshold": _float(keyframe_threshold),
             "ece": None,
             "confusion_matrix": [[0] * len(CLASS_NAMES) for _ in CLASS_NAMES],
             "per_class": {},
@@ -139,7 +171,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
 
     key_truth = np.isin(labels, BETTER_CLASSES).astype(np.int64)
     key_score = keyframe_score(probabilities)
-    key_precision, key_recall, key_f1 = _binary_f1(key_truth, (key_score >= KEYFRAME_THRESHOLD).astype(np.int64))
+    key_precision, key_recall, key_f1 = _binary_f1(key_truth, (key_score >= keyframe_threshold).astype(np.int64))
 
     confidence = probabilities.max(axis=1)
     correct = (predicted == labels).astype(np.float64)
@@ -157,6 +189,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
         "keyframe_recall": key_recall,
         "keyframe_f1": key_f1,
         "keyframe_auroc": _auroc(key_truth, key_score),
+        "keyframe_threshold": _float(keyframe_threshold),
         "ece": expected_calibration_error(confidence, correct),
         "confusion_matrix": confusion.tolist(),
         "per_class": per_class,

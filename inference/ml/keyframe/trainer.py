@@ -2,8 +2,12 @@
 
 One call trains, checkpoints, evaluates and returns everything the registry stores. The frames
 are decoded once into memory as uint8 tensors; each epoch shuffles them with a seeded
-generator, augments each frame (TrivialAugmentWide on the grey uint8 image) and accumulates
-gradients over micro-batches until a whole batch makes one optimiser step.
+generator (and keeps ``epoch_fraction`` of them), augments each frame (TrivialAugmentWide on the
+grey uint8 image) and accumulates gradients over micro-batches until a whole batch makes one
+optimiser step. After every epoch the validation split scores the weights
+(``selection_metric``); the best epoch's weights are kept, and with ``tune_keyframe_threshold``
+the key-frame threshold with the best validation key-frame F1 is stored in the model's config
+and used for the test metrics.
 
 Checkpoints: after every epoch ``checkpoint_dir/last.pt`` is replaced atomically with the model,
 optimiser and gradient-scaler states, the best validation state so far, the early-stopping
@@ -33,8 +37,9 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from inference.ml.keyframe.config import CLASS_NAMES, KeyframeModelConfig
+from inference.ml.keyframe.context import with_loop_context
 from inference.ml.keyframe.data import ImageItem, decode_items, normalise
-from inference.ml.keyframe.evaluate import compute_metrics, draw_plots
+from inference.ml.keyframe.evaluate import KEYFRAME_THRESHOLD, best_keyframe_threshold, compute_metrics, draw_plots
 from inference.ml.keyframe.model import build_model, cpu_state, load_init_weights, weights_to_safetensors
 from inference.ml.keyframe.predictor import forward_images
 from inference.ml.keyframe.runtime import configure_threads, resolve_device, rng_state, seed_everything, set_rng_state
@@ -42,6 +47,8 @@ from inference.parameters import TrainKeyframeParameters
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
+#: The test metrics kept for the network's own per-frame predictions when loop context is on.
+PER_FRAME_METRICS = ("laterality_f1", "keyframe_f1", "keyframe_auroc", "macro_f1", "accuracy", "ece")
 EVAL_BATCH_SIZE = 64
 # Parts of the reporter's 0-1 progress: decoding the frames, the epochs, the test evaluation.
 DECODE_SPAN = (0.0, 0.05)
@@ -70,6 +77,8 @@ class TrainingResult:
     metrics: dict[str, Any]  # test metrics (evaluate.compute_metrics) + epochs_run, best_epoch, ...
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
     plots: dict[str, bytes] = field(default_factory=dict)  # PNG: confusion_matrix, reliability, curves
+    # The kept weights' class probabilities (N x 6) on the "validation" and "test" frames, in order.
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,10 +87,27 @@ class _Split:
     keys: list[str]
     images: torch.Tensor  # uint8 N x 1 x S x S
     labels: torch.Tensor  # int64 N
+    loops: list[str]  # each frame's loop and its number there, for loop context
+    indices: list[int]
+
+    def in_context(self, probabilities: np.ndarray, window: int | None) -> np.ndarray:
+        """The probabilities with loop context (``window``), or as they are (None)."""
+        if window is None or not len(probabilities):
+            return probabilities
+        return with_loop_context(probabilities, self.loops, self.indices, window)
+
+
+#: Parameters added after the first checkpoint format: part of the fingerprint only when they
+#: differ from their defaults, so that checkpoints written before them still resume.
+_LATER_SHAPING = ("selection_metric", "label_smoothing", "epoch_fraction", "augmentation", "loop_context_window")
 
 
 def _fingerprint(params: TrainKeyframeParameters, train: list[ImageItem], validation: list[ImageItem]) -> str:
     shaping = params.model_dump(include={"arch", "image_size", "batch_size", "lr", "weight_decay", "seed", "augment"})
+    defaults = TrainKeyframeParameters.model_fields
+    shaping.update(
+        {name: getattr(params, name) for name in _LATER_SHAPING if getattr(params, name) != defaults[name].default}
+    )
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode())
     for split in (train, validation):
         digest.update(b"|")
@@ -138,7 +164,8 @@ def _decode_splits(
 
         images = decode_items(items, image_size, on_progress=report)
         labels = torch.tensor([item.label for item in items], dtype=torch.int64)
-        decoded[name] = _Split(name, [item.key for item in items], images, labels)
+        loops, indices = [item.loop or item.key for item in items], [item.index for item in items]
+        decoded[name] = _Split(name, [item.key for item in items], images, labels, loops, indices)
         done += len(items)
     return decoded
 
@@ -182,10 +209,33 @@ def _warmup_cosine(total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def _augmenter(augment: bool) -> v2.Transform | None:
-    # TrivialAugmentWide on the grey uint8 frame, one random operation per frame. No flips:
-    # a mirrored left coronary tree looks like a right one to the laterality classifier.
-    return v2.TrivialAugmentWide() if augment else None
+def _selection_score(params: TrainKeyframeParameters, loss: float, metrics: dict[str, Any]) -> tuple[float, float]:
+    """What the epochs are compared by, larger is better: (the selection metric, minus the loss
+    as the tie-break). A metric the split cannot define counts as 0."""
+    if params.selection_metric == "val_loss":
+        return -loss, 0.0
+    value = metrics.get(params.selection_metric.removeprefix("val_"))
+    return float(value) if value is not None else 0.0, -loss
+
+
+def _augmenter(params: TrainKeyframeParameters) -> v2.Transform | None:
+    """The per-frame augmentation of the grey uint8 frames. No flips: a mirrored left coronary
+    tree looks like a right one to the laterality classifier.
+
+    ``trivial_augment_wide``: one random operation per frame out of TrivialAugmentWide's.
+    ``mild``: a small rotation, shift and zoom, then a little brightness and contrast; nothing
+    that blurs or sharpens (motion blur makes a frame "bad"), inverts or posterises.
+    """
+    if not params.augment:
+        return None
+    if params.augmentation == "mild":
+        return v2.Compose(
+            [
+                v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1)),
+                v2.ColorJitter(brightness=0.2, contrast=0.2),
+            ]
+        )
+    return v2.TrivialAugmentWide()
 
 
 def _new_state(
@@ -211,14 +261,18 @@ def train_keyframe_model(
     init_weights: Path | None = None,
     threads: int | None = None,
 ) -> TrainingResult:
-    """Train on ``train``, select the epoch by ``validation`` loss, measure on ``test``.
+    """Train on ``train``, select the epoch by ``validation`` (``params.selection_metric``),
+    measure on ``test``.
 
     Resumes from ``checkpoint_dir/last.pt`` when it exists (raising ``CheckpointMismatch`` when
     it belongs to other data or parameters). ``init_weights`` (a local safetensors or torch
     file) initialises a fresh run only. ``threads``: CPU threads (default: the physical cores,
     or ``CAGVLM_TORCH_THREADS``).
     """
-    config = KeyframeModelConfig(arch=params.arch, image_size=params.image_size)
+    config = KeyframeModelConfig(
+        arch=params.arch, image_size=params.image_size, loop_context_window=params.loop_context_window
+    )
+    window = params.loop_context_window
     device = resolve_device(params.device)
     if device.type == "cpu":
         configure_threads(threads)
@@ -235,13 +289,15 @@ def train_keyframe_model(
     model, shuffle = _new_state(params, config, init_weights if not checkpoint_path.exists() else None, reporter)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / params.batch_size)
+    epoch_frames = max(1, round(len(train) * params.epoch_fraction))
+    steps_per_epoch = math.ceil(epoch_frames / params.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(steps_per_epoch * params.epochs))
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
     best_loss = math.inf
+    best_score = (-math.inf, -math.inf)
     best_epoch = 0
     best_state: dict[str, torch.Tensor] | None = None
     stale_epochs = 0
@@ -262,6 +318,7 @@ def train_keyframe_model(
         history = list(saved["history"])
         start_epoch = int(saved["epoch"])
         best_loss, best_epoch, stale_epochs = float(saved["best_loss"]), int(saved["best_epoch"]), int(saved["stale"])
+        best_score = tuple(saved.get("best_score", (-best_loss, 0.0)))
         best_state = saved["best_state"]
         finished = bool(saved["finished"])
         reporter.log(f"Resuming after epoch {start_epoch} from {checkpoint_path}")
@@ -274,7 +331,7 @@ def train_keyframe_model(
         + f": {len(train)} train, {len(validation)} validation, {len(test)} test frames"
     )
 
-    augmenter = _augmenter(params.augment)
+    augmenter = _augmenter(params)
     micro = params.micro_batch_size or params.batch_size
     n_train = len(train_split.labels)
     epoch = start_epoch
@@ -282,7 +339,7 @@ def train_keyframe_model(
     while not finished and epoch < params.epochs:
         epoch += 1
         started = time.monotonic()
-        order = torch.randperm(n_train, generator=shuffle)
+        order = torch.randperm(n_train, generator=shuffle)[:epoch_frames]
         loss_sum = 0.0
         seen = 0
         for step in range(steps_per_epoch):
@@ -302,11 +359,13 @@ def train_keyframe_model(
                     logits = model(inputs)
                     # Summed here and divided by the whole batch: micro-batches of any size
                     # add up to the gradient of the batch mean.
-                    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+                    loss = F.cross_entropy(
+                        logits.float(), targets, reduction="sum", label_smoothing=params.label_smoothing
+                    )
                 scaler.scale(loss / len(batch)).backward()
                 loss_sum += float(loss.detach())
                 seen += len(indices)
-                fraction = ((epoch - 1) + seen / n_train) / params.epochs
+                fraction = ((epoch - 1) + seen / epoch_frames) / params.epochs
                 reporter.progress(
                     EPOCHS_SPAN[0] + (EPOCHS_SPAN[1] - EPOCHS_SPAN[0]) * fraction,
                     f"epoch {epoch}/{params.epochs}: step {step + 1}/{steps_per_epoch}, "
@@ -319,12 +378,15 @@ def train_keyframe_model(
         reporter.check_cancelled()
         train_loss = loss_sum / max(seen, 1)
         val_loss, val_probabilities = _evaluate(model, validation_split, config, device, autocast_dtype)
-        val_metrics = compute_metrics(validation_split.labels.numpy(), val_probabilities)
+        val_metrics = compute_metrics(
+            validation_split.labels.numpy(), validation_split.in_context(val_probabilities, window)
+        )
         # Without a validation split the training loss stands in (and says so in the history).
         selection_loss = val_loss if val_loss is not None else train_loss
-        improved = selection_loss < best_loss
+        score = _selection_score(params, selection_loss, val_metrics if val_loss is not None else {})
+        improved = score > best_score
         if improved:
-            best_loss, best_epoch, stale_epochs = selection_loss, epoch, 0
+            best_loss, best_score, best_epoch, stale_epochs = selection_loss, score, epoch, 0
             best_state = cpu_state(model)
         else:
             stale_epochs += 1
@@ -355,6 +417,7 @@ def train_keyframe_model(
                 "rng": rng_state(),
                 "history": history,
                 "best_loss": best_loss,
+                "best_score": list(best_score),
                 "best_epoch": best_epoch,
                 "best_state": best_state,
                 "stale": stale_epochs,
@@ -369,13 +432,32 @@ def train_keyframe_model(
             {key: value for key, value in row.items() if key != "best"},
         )
         if stale_epochs >= params.patience:
-            reporter.log(f"Early stopping: no better validation loss for {stale_epochs} epochs")
+            reporter.log(f"Early stopping: no better {params.selection_metric} for {stale_epochs} epochs")
 
     assert best_state is not None  # at least one epoch ran (epochs >= 1) or came from the checkpoint
     model.load_state_dict(best_state)
     reporter.progress(EPOCHS_SPAN[1], f"testing the epoch-{best_epoch} weights on {len(test)} frames")
-    _, test_probabilities = _evaluate(model, test_split, config, device, autocast_dtype)
-    metrics = compute_metrics(test_split.labels.numpy(), test_probabilities)
+    _, val_probabilities = _evaluate(model, validation_split, config, device, autocast_dtype)
+    val_probabilities = validation_split.in_context(val_probabilities, window)
+    if params.tune_keyframe_threshold and len(validation_split.labels):
+        threshold = best_keyframe_threshold(validation_split.labels.numpy(), val_probabilities)
+        config = config.model_copy(update={"keyframe_threshold": threshold})
+        reporter.log(f"Key-frame threshold {threshold:.3f} (best key-frame F1 on the validation frames)")
+    _, frame_probabilities = _evaluate(model, test_split, config, device, autocast_dtype)
+    test_probabilities = test_split.in_context(frame_probabilities, window)
+    metrics = compute_metrics(
+        test_split.labels.numpy(), test_probabilities, keyframe_threshold=config.keyframe_threshold
+    )
+    if config.keyframe_threshold != KEYFRAME_THRESHOLD:
+        at_default = compute_metrics(test_split.labels.numpy(), test_probabilities)
+        metrics["keyframe_f1_at_default_threshold"] = at_default["keyframe_f1"]
+    if window is not None:
+        # The network's own per-frame figures, for comparison with those in loop context.
+        per_frame = compute_metrics(
+            test_split.labels.numpy(), frame_probabilities, keyframe_threshold=config.keyframe_threshold
+        )
+        metrics["per_frame"] = {name: per_frame[name] for name in PER_FRAME_METRICS}
+        metrics["loop_context_window"] = window
     metrics.update(
         {
             "epochs_run": len(history),
@@ -404,6 +486,7 @@ def train_keyframe_model(
         metrics=metrics,
         history=history,
         plots=plots,
+        probabilities={"validation": val_probabilities, "test": test_probabilities},
     )
 
 
