@@ -9,10 +9,15 @@ from django import forms
 from pydantic import ValidationError
 
 from inference.models import DatasetSnapshot
-from inference.parameters import KEYFRAME_ARCHITECTURES, TrainKeyframeParameters
+from inference.parameters import KEYFRAME_ARCHITECTURES, TRAINING_RECIPES, TrainKeyframeParameters
 
 _TRAIN_DEFAULTS = TrainKeyframeParameters()
 
+SELECTION_METRIC_CHOICES = [
+    ("val_loss", "Validation loss (lowest)"),
+    ("val_macro_f1", "Validation six-class macro F1 (highest)"),
+    ("val_keyframe_f1", "Validation key-frame F1 (highest)"),
+]
 SPLIT_BY_CHOICES = [("exam", "By exam (no exam in two splits)"), ("loop", "By cine loop (no loop in two splits)")]
 
 
@@ -46,9 +51,67 @@ class TrainKeyframeForm(forms.Form):
     split_by = forms.ChoiceField(
         label="Split a new snapshot", choices=SPLIT_BY_CHOICES, initial=_TRAIN_DEFAULTS.split_by
     )
+    patience = forms.IntegerField(
+        min_value=1,
+        initial=_TRAIN_DEFAULTS.patience,
+        help_text="Epochs without a better validation score before training stops.",
+    )
+    selection_metric = forms.ChoiceField(
+        label="Validation score",
+        choices=SELECTION_METRIC_CHOICES,
+        initial=_TRAIN_DEFAULTS.selection_metric,
+        help_text="Picks the epoch whose weights are kept, and drives early stopping.",
+    )
+    label_smoothing = forms.FloatField(
+        label="Label smoothing", min_value=0, max_value=0.99, initial=_TRAIN_DEFAULTS.label_smoothing
+    )
+    epoch_fraction = forms.FloatField(
+        label="Frames per epoch (fraction)",
+        min_value=0.01,
+        max_value=1,
+        initial=_TRAIN_DEFAULTS.epoch_fraction,
+        help_text="Each epoch trains on a fresh random share of the training frames (neighbouring frames are alike).",
+    )
+    augmentation = forms.ChoiceField(
+        choices=[
+            ("trivial_augment_wide", "TrivialAugmentWide (the study's)"),
+            ("mild", "Mild: small rotation, shift, zoom, brightness and contrast"),
+        ],
+        initial=_TRAIN_DEFAULTS.augmentation,
+    )
+    loop_context_window = forms.IntegerField(
+        label="Loop context (frames each side)",
+        min_value=0,
+        max_value=50,
+        required=False,
+        initial=_TRAIN_DEFAULTS.loop_context_window,
+        help_text="Blank: each frame on its own, as the study measured. A number: laterality from the whole loop "
+        "and category over that many neighbouring frames, for the test figures and the pre-labels alike.",
+    )
+    augment = forms.BooleanField(label="TrivialAugmentWide", required=False, initial=_TRAIN_DEFAULTS.augment)
+    tune_keyframe_threshold = forms.BooleanField(
+        label="Tune the key-frame threshold on the validation split",
+        required=False,
+        initial=_TRAIN_DEFAULTS.tune_keyframe_threshold,
+        help_text="Otherwise 0.5. The threshold is stored with the model.",
+    )
     activate = forms.BooleanField(
         required=False, help_text="Make it the active model when trained (the first model of its kind always is)."
     )
+
+    #: The fields a recipe fills in (the page's recipe buttons set them; see ``recipes``).
+    RECIPE_FIELDS = (
+        "arch", "image_size", "epochs", "batch_size", "lr", "patience", "selection_metric", "label_smoothing",
+        "epoch_fraction", "augment", "augmentation", "tune_keyframe_threshold", "loop_context_window",
+    )  # fmt: skip
+
+    @classmethod
+    def recipes(cls) -> dict[str, dict[str, Any]]:
+        """Each recipe's value of every recipe field, for the page's recipe buttons."""
+        return {
+            name: TrainKeyframeParameters.model_validate(values).model_dump(include=set(cls.RECIPE_FIELDS))
+            for name, values in TRAINING_RECIPES.items()
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -56,11 +119,7 @@ class TrainKeyframeForm(forms.Form):
             return cleaned
         try:
             self.parameters = TrainKeyframeParameters(
-                arch=cleaned["arch"],
-                epochs=cleaned["epochs"],
-                batch_size=cleaned["batch_size"],
-                lr=cleaned["lr"],
-                image_size=cleaned["image_size"],
+                **{name: cleaned[name] for name in self.RECIPE_FIELDS},
                 seed=cleaned["seed"],
                 snapshot=cleaned["snapshot"].uuid if cleaned.get("snapshot") else None,
                 split_by=cleaned["split_by"],

@@ -60,6 +60,10 @@ class LoopPredictions:
     probabilities: np.ndarray
 
 
+#: The key-frame threshold of a model that stored none.
+KEYFRAME_THRESHOLD = 0.5
+
+
 @dataclass(frozen=True)
 class KeyFramePick:
     frame_id: int
@@ -82,7 +86,8 @@ def pick_in_loop(frame_indices: np.ndarray, scores: np.ndarray, selection: KeyFr
     ``min_gap_frames`` from every frame already taken, at most ``max_per_loop``."""
     indices = np.asarray(frame_indices, dtype=np.int64)
     values = np.asarray(scores, dtype=np.float64)
-    candidates = np.flatnonzero(values >= selection.threshold)
+    threshold = KEYFRAME_THRESHOLD if selection.threshold is None else selection.threshold
+    candidates = np.flatnonzero(values >= threshold)
     # Sort by score descending, then frame number ascending: a deterministic order.
     order = candidates[np.lexsort((indices[candidates], -values[candidates]))]
     taken: list[int] = []
@@ -151,6 +156,14 @@ def _lock_exam(exam: Exam) -> None:
     list(Exam.objects.select_for_update().filter(pk=exam.pk).values_list("pk", flat=True))
 
 
+def model_keyframe_threshold(version: ModelVersion) -> float:
+    """The threshold on P(better) the model was measured with (tuned on its validation split
+    when trained so), else 0.5."""
+    model = (version.config or {}).get("model")
+    value = model.get("keyframe_threshold") if isinstance(model, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else KEYFRAME_THRESHOLD
+
+
 def pick_key_frames(exam: Exam, version: ModelVersion, selection: KeyFrameSelection | None = None) -> list[KeyFrame]:
     """Pick the exam's key frames from ``version``'s pre-labels and store them.
 
@@ -160,6 +173,8 @@ def pick_key_frames(exam: Exam, version: ModelVersion, selection: KeyFrameSelect
     excluded). Returns the rows of the model's picks, excluded ones included.
     """
     selection = selection or KeyFrameSelection.model_validate({})
+    if selection.threshold is None:
+        selection = selection.model_copy(update={"threshold": model_keyframe_threshold(version)})
     picks = select_key_frames(exam_predictions(exam, version), selection)
     with transaction.atomic():
         _lock_exam(exam)

@@ -150,7 +150,8 @@ def model_train(request: HttpRequest) -> HttpResponse:
                 return redirect(job.get_absolute_url())
         else:
             status = 400
-    return render(request, "inference/train_form.html", {"form": form}, status=status)
+    context = {"form": form, "recipes": TrainKeyframeForm.recipes()}
+    return render(request, "inference/train_form.html", context, status=status)
 
 
 @require_GET
@@ -181,6 +182,9 @@ def model_detail(request: HttpRequest, model_uuid: UUID) -> HttpResponse:
             "history_columns": history_columns,
             "other_versions": others,
             "class_names": SIX_CLASSES,
+            "per_frame": _test_metrics(version).get("per_frame") or None,
+            "loop_context": (version.config or {}).get("model", {}).get("loop_context_window"),
+            "keyframe_threshold": (version.config or {}).get("model", {}).get("keyframe_threshold", 0.5),
         },
     )
 

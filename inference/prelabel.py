@@ -114,7 +114,8 @@ def _read_batch(batch: list[FrameRow]) -> list[bytes]:
 def loop_context_window(version: ModelVersion) -> int | None:
     """The loop-context window the version was trained and measured with (its config), or
     None: per-frame probabilities as the network gives them."""
-    window = (version.config or {}).get("loop_context_window")
+    model = (version.config or {}).get("model")
+    window = model.get("loop_context_window") if isinstance(model, dict) else None
     return int(window) if isinstance(window, int) and not isinstance(window, bool) else None
 
 

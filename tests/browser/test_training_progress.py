@@ -25,6 +25,7 @@ from annotation.derivatives import StoredFiles
 from annotation.models import Frame
 from cagvlm_site.roles import Role
 from inference.models import Job, JobStatus, ModelVersion
+from inference.parameters import CPU_RECIPE
 from tests.browser.conftest import log_in
 from tests.conftest import REPO_ROOT, make_user
 from tests.factories import CineLoopFactory, ExamFactory, label_loop_frames
@@ -133,7 +134,12 @@ def test_admin_starts_training_and_watches_it_progress_without_a_reload(
         lambda socket: "/ws/jobs/" in socket.url and socket.on("framereceived", lambda payload: pushed.append(payload)),
     )
     page.goto(f"{product_server.url}/models/train/")
-    page.select_option("#id_arch", "convnext_atto")
+    assert page.input_value("#id_arch") == "convnext_base"  # the study's defaults
+    page.get_by_role("button", name="CPU (small ConvNeXt, tested on the phantom)").click()
+    assert page.input_value("#id_arch") == CPU_RECIPE["arch"]
+    assert page.input_value("#id_image_size") == str(CPU_RECIPE["image_size"])
+    page.screenshot(path=str(artifacts / "train-form-cpu-recipe.png"), full_page=True)
+    # Smaller still, so the test trains in seconds.
     page.fill("#id_image_size", "32")
     page.fill("#id_epochs", "6")
     page.fill("#id_batch_size", "4")
@@ -171,6 +177,7 @@ def test_admin_starts_training_and_watches_it_progress_without_a_reload(
     job = Job.objects.get()
     assert job.status == JobStatus.SUCCEEDED
     assert job.created_by == admin
+    assert (job.parameters["arch"], job.parameters["patience"]) == (CPU_RECIPE["arch"], CPU_RECIPE["patience"])
     assert ModelVersion.objects.get().training_job == job
     assert len(pushed) >= 3, "the progress should arrive over the websocket"
     assert page.locator("[data-job-connection]").is_hidden()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from annotation.models import SIX_CLASSES, FinalLabel, FinalLabelMethod, Frame
+from annotation.models import SIX_CLASSES, FinalLabel, FinalLabelMethod, Frame, PreLabel
 from inference.keyframes import (
     KeyFrameError,
     LoopPredictions,
@@ -168,6 +168,20 @@ def test_pick_key_frames_stores_rows_with_score_and_model(exam_with_prelabels, v
         (12, "LCA", KeyFrameOrigin.MODEL, version.pk),
     ]
     assert stored[0].score == pytest.approx(0.9)
+
+
+def test_without_a_threshold_the_models_own_is_used(exam_with_prelabels):
+    # Frames 3, 5 and 12 score 0.9, 0.8 and 0.7: a model whose validation split chose 0.75
+    # picks only frame 3 (5 is too close to it); one that stored no threshold uses 0.5.
+    tuned = ModelVersionFactory(config={"model": {"keyframe_threshold": 0.75}})
+    untuned = ModelVersionFactory(config={"model": {}})
+    for version in (tuned, untuned):
+        for row in PreLabel.objects.filter(frame__loop__exam=exam_with_prelabels, model_version__is_active=True):
+            make_prelabel(row.frame, version, row.predicted_class, max(row.probabilities.values()))
+
+    assert [row.frame.index for row in pick_key_frames(exam_with_prelabels, tuned, selection(threshold=None))] == [3]
+    untuned_rows = pick_key_frames(exam_with_prelabels, untuned, KeyFrameSelection())
+    assert sorted(row.frame.index for row in untuned_rows) == [3, 12]
 
 
 def test_re_extraction_replaces_the_model_rows_and_keeps_physician_decisions(exam_with_prelabels, version, physician):

@@ -9,13 +9,24 @@ from django.urls import reverse
 from annotation.models import SIX_CLASSES
 from inference.datasets import build_snapshot
 from inference.models import DatasetSnapshot, Job, JobKind, JobStatus, ModelActivation, ModelKind, ModelVersion
+from inference.parameters import CPU_RECIPE
 from inference.registry import activate, active_version, register_model_version
 from tests.conftest import visit_as
-from tests.factories import CineLoopFactory, ExamFactory, label_loop_frames
+from tests.factories import CineLoopFactory, ExamFactory, ModelVersionFactory, label_loop_frames
 
 pytestmark = pytest.mark.django_db
 
 VISITORS = ["anonymous", "no_role", "physician", "cardiologist", "admin"]
+#: The training form's recipe fields, as the page posts them (the CPU recipe's values).
+RECIPE_FIELDS = {
+    "patience": 3,
+    "selection_metric": "val_loss",
+    "label_smoothing": 0.0,
+    "epoch_fraction": 1.0,
+    "augment": "on",
+    "augmentation": "trivial_augment_wide",
+    "loop_context_window": "",
+}
 PNG = b"\x89PNG\r\n\x1a\n" + b"confusion"
 
 
@@ -133,6 +144,7 @@ def test_train_is_for_admins_only(client, users_by_role, snapshot, visitor, sett
         "lr": 0.001,
         "image_size": 32,
         "seed": 1,
+        **RECIPE_FIELDS,
         "snapshot": str(snapshot.uuid),
         "split_by": "exam",
         "activate": "on",
@@ -160,7 +172,7 @@ def test_a_second_training_while_one_runs_is_a_form_error(client, admin_user) ->
     )
     client.force_login(admin_user)
     data = {"arch": "convnext_atto", "epochs": 2, "batch_size": 8, "lr": 0.001, "image_size": 32, "seed": 0}
-    response = client.post(reverse("inference:model-train"), data | {"split_by": "exam"})
+    response = client.post(reverse("inference:model-train"), RECIPE_FIELDS | data | {"split_by": "exam"})
     assert response.status_code == 409
     assert "already queued or running" in response.content.decode()
     assert str(running.uuid) in response.content.decode()
@@ -175,15 +187,42 @@ def test_invalid_training_form_is_shown_again(client, admin_user) -> None:
     assert not Job.objects.exists()
 
 
-def test_train_form_offers_the_study_defaults_and_snapshots(client, admin_user, snapshot) -> None:
+def test_train_form_offers_the_study_defaults_the_recipes_and_snapshots(client, admin_user, snapshot) -> None:
     client.force_login(admin_user)
-    content = client.get(reverse("inference:model-train")).content.decode()
+    response = client.get(reverse("inference:model-train"))
+    content = response.content.decode()
+    assert response.context["recipes"]["cpu"]["arch"] == CPU_RECIPE["arch"]
+    assert response.context["recipes"]["study"]["arch"] == "convnext_base"
+    assert 'id="training-recipes"' in content
+    assert 'data-recipe="cpu"' in content
     assert '<option value="convnext_base" selected>' in content
     assert 'value="200"' in content
     assert 'value="128"' in content
     assert 'value="0.0001"' in content
     assert "pages snapshot" in content
     assert "New snapshot from the current final labels" in content
+
+
+def test_model_detail_shows_loop_context_figures_beside_the_per_frame_ones(client, admin_user) -> None:
+    version = ModelVersionFactory(
+        config={"model": {"arch": "convnext_atto", "loop_context_window": 2, "keyframe_threshold": 0.42}},
+        metrics={
+            "test": {
+                "laterality_f1": 0.968,
+                "keyframe_f1": 0.841,
+                "per_frame": {"laterality_f1": 0.931, "keyframe_f1": 0.823},
+            }
+        },
+    )
+    client.force_login(admin_user)
+
+    content = client.get(version.get_absolute_url()).content.decode()
+
+    assert "with loop context" in content
+    assert "±2 frames" in content
+    assert "P(better) ≥ 0.420" in content
+    for figure in ("0.968", "0.931", "0.841", "0.823"):
+        assert figure in content
 
 
 def test_model_list_marks_the_active_version(client, admin_user, versions) -> None:

@@ -121,8 +121,8 @@ def test_one_pre_label_per_frame_with_valid_probabilities_entropy_and_margin(exa
 def test_a_model_with_loop_context_stores_what_it_was_measured_with(exams):
     from inference.ml.keyframe.context import with_loop_context
 
-    plain = ModelVersionFactory(config={"arch": "convnext_atto"})
-    in_context = ModelVersionFactory(config={"arch": "convnext_atto", "loop_context_window": 2})
+    plain = ModelVersionFactory(config={"model": {"arch": "convnext_atto"}})
+    in_context = ModelVersionFactory(config={"model": {"arch": "convnext_atto", "loop_context_window": 2}})
     # Batches of 4 cut through the loops: the context must still see each loop whole.
     prelabel_exams(exams, plain, batch_size=4, predictor=FakePredictor())
     prelabel_exams(exams, in_context, batch_size=4, predictor=FakePredictor())

@@ -210,7 +210,7 @@ def test_train_keyframe_command_prints_the_metrics_line(labelled) -> None:
 
 
 def test_train_keyframe_command_takes_a_recipe_that_flags_override(labelled) -> None:
-    from inference.ml.keyframe.config import CPU_TRAINING
+    from inference.parameters import CPU_RECIPE
 
     call_command(
         "train_keyframe", "--recipe=cpu", "--image-size=32", "--epochs=1", "--no-augment", stdout=StringIO(),
@@ -221,7 +221,7 @@ def test_train_keyframe_command_takes_a_recipe_that_flags_override(labelled) -> 
     assert parameters["image_size"] == 32
     assert parameters["epochs"] == 1
     assert parameters["augment"] is False
-    for name, value in CPU_TRAINING.items():
+    for name, value in CPU_RECIPE.items():
         if name not in ("image_size", "epochs", "augment"):
             assert parameters[name] == value, name
 

@@ -8,12 +8,10 @@ from uuid import UUID
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pydantic import ValidationError
 
-from inference.ml.keyframe.config import CPU_TRAINING
+from inference.parameters import TRAINING_RECIPES as RECIPES
 from inference.parameters import TrainKeyframeParameters
 
 _DEFAULTS = TrainKeyframeParameters()
-#: Named sets of defaults; the flags given override them.
-RECIPES: dict[str, dict[str, Any]] = {"study": {}, "cpu": dict(CPU_TRAINING)}
 BAR_WIDTH = 30
 FOLLOW_INTERVAL_S = 1.0
 
