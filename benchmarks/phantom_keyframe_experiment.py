@@ -35,11 +35,12 @@ in runs that never did; most key-frame false positives are partially filled (opa
 fraction < 0.85) or motion-blurred "bad" frames.
 
 Loop context (``loop_context_window``, in the recipe: 2) takes the laterality from the whole run,
-which fixes the contrast-free frames of runs that filled. With it, the CPU recipe (seed 0,
-the cohorts above): laterality F1 0.962 (per frame 0.923), key-frame F1 0.832 (per frame
-0.829), key-frame AUROC 0.941, threshold 0.47 from the validation split, 758 CPU-s (about 6.3
-min on 2 idle cores). The key-frame target is still missed; runs that never fill (only the
-catheter) remain the laterality errors.
+which fixes the contrast-free frames of runs that filled; the key-frame peak ratio (chosen on
+the validation split with the threshold) lowers P(better) of frames well below their run's best.
+With both, the CPU recipe (seed 0, the cohorts above): laterality F1 0.962 (per frame 0.923),
+key-frame F1 0.838 (per frame 0.829), key-frame AUROC 0.945, threshold 0.471 and peak ratio 0.8
+from the validation split, 659 CPU-s (about 5.5 min on 2 idle cores). The key-frame target
+(0.85) is still missed; runs that never fill (only the catheter) remain the laterality errors.
 
 The decoded frames are cached next to the cohort (``frames.webp.pkl``) for further runs. The
 last line reads ``laterality_f1=.. keyframe_f1=.. macro_f1=.. seconds=..`` (test split);
@@ -251,7 +252,8 @@ def main() -> None:
     if "per_frame" in metrics:
         frame = metrics["per_frame"]
         print(
-            f"per frame, without loop context: laterality_f1={frame['laterality_f1']:.3f} "
+            f"loop context: window {metrics['loop_context_window']}, key-frame peak ratio "
+            f"{metrics.get('keyframe_peak_ratio')}; per frame, without it: laterality_f1={frame['laterality_f1']:.3f} "
             f"keyframe_f1={frame['keyframe_f1']:.3f} macro_f1={frame['macro_f1']:.3f}"
         )
 

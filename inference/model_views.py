@@ -185,6 +185,7 @@ def model_detail(request: HttpRequest, model_uuid: UUID) -> HttpResponse:
             "per_frame": _test_metrics(version).get("per_frame") or None,
             "loop_context": (version.config or {}).get("model", {}).get("loop_context_window"),
             "keyframe_threshold": (version.config or {}).get("model", {}).get("keyframe_threshold", 0.5),
+            "peak_ratio": (version.config or {}).get("model", {}).get("keyframe_peak_ratio"),
         },
     )
 

@@ -104,16 +104,14 @@ class PrelabelParameters(BaseModel):
     key_frames: KeyFrameSelection = Field(default_factory=KeyFrameSelection)
 
 
-#: Named sets of training parameters: the study's defaults (ConvNeXt-Base, needs a GPU) and the
-#: CPU recipe tested on the phantom. ``train_keyframe --recipe`` and the training form start
-#: from one; what is given explicitly overrides it.
 #: The CPU recipe, chosen with ``benchmarks/phantom_keyframe_experiment.py`` on phantom cohorts
 #: (the study's defaults, ConvNeXt-Base at 224 px for 200 epochs, need a GPU): three epochs over
 #: a fresh half of the training frames each, a mild augmentation (TrivialAugmentWide's
 #: sharpness, solarise and posterise change what the classes are about), the key-frame threshold
 #: tuned on the validation split, and loop context (laterality from the whole run, category over
-#: +-2 frames). About 6 minutes on 2 CPU threads for 42 training exams; the figures it reaches on
-#: held-out phantom exams are in the experiment's docstring.
+#: +-2 frames, a key-frame peak ratio chosen with the threshold on the validation split). About
+#: 6 minutes on 2 CPU threads for 42 training exams; the figures it reaches on held-out phantom
+#: exams are in the experiment's docstring.
 CPU_RECIPE: dict[str, object] = {
     "arch": "convnext_atto",
     "image_size": 128,
@@ -126,4 +124,7 @@ CPU_RECIPE: dict[str, object] = {
     "tune_keyframe_threshold": True,
     "loop_context_window": 2,
 }
+#: Named sets of training parameters: the study's defaults (ConvNeXt-Base, needs a GPU) and the
+#: CPU recipe tested on the phantom. ``train_keyframe --recipe`` and the training form start
+#: from one; what is given explicitly overrides it.
 TRAINING_RECIPES: dict[str, dict[str, object]] = {"study": {}, "cpu": CPU_RECIPE}

@@ -111,12 +111,15 @@ def _read_batch(batch: list[FrameRow]) -> list[bytes]:
     return [_read(row.image) for row in batch]
 
 
-def loop_context_window(version: ModelVersion) -> int | None:
-    """The loop-context window the version was trained and measured with (its config), or
-    None: per-frame probabilities as the network gives them."""
+def loop_context_of(version: ModelVersion) -> tuple[int | None, float | None]:
+    """The loop context the version was trained and measured with (its config): the window
+    (None: per-frame probabilities as the network gives them) and the key-frame peak ratio."""
     model = (version.config or {}).get("model")
-    window = model.get("loop_context_window") if isinstance(model, dict) else None
-    return int(window) if isinstance(window, int) and not isinstance(window, bool) else None
+    model = model if isinstance(model, dict) else {}
+    window, ratio = model.get("loop_context_window"), model.get("keyframe_peak_ratio")
+    window = int(window) if isinstance(window, int) and not isinstance(window, bool) else None
+    ratio = float(ratio) if isinstance(ratio, int | float) and not isinstance(ratio, bool) else None
+    return window, ratio
 
 
 class _LoopBuffer:
@@ -126,7 +129,7 @@ class _LoopBuffer:
 
     def __init__(self, version: ModelVersion) -> None:
         self.version = version
-        self.window = loop_context_window(version)
+        self.window, self.peak_ratio = loop_context_of(version)
         self.rows: list[FrameRow] = []
         self.probabilities: list[np.ndarray] = []
 
@@ -149,7 +152,8 @@ class _LoopBuffer:
             from inference.ml.keyframe.context import with_loop_context
 
             loops = [row.loop_id for row in rows]
-            probabilities = with_loop_context(probabilities, loops, [row.frame_index for row in rows], self.window)
+            indices = [row.frame_index for row in rows]
+            probabilities = with_loop_context(probabilities, loops, indices, self.window, self.peak_ratio)
         _store(self.version, [row.pk for row in rows], np.asarray(probabilities, dtype=np.float64))
 
 

@@ -71,3 +71,20 @@ def test_bad_input_is_refused() -> None:
         with_loop_context(np.ones((2, 6)) / 6, ["a"], [0, 1])
     with pytest.raises(ValueError, match="window"):
         with_loop_context(np.ones((2, 6)) / 6, ["a", "a"], [0, 1], window=-1)
+
+
+def test_a_peak_ratio_moves_better_below_the_loops_best_frame_to_bad() -> None:
+    # A run filling (0.3), full (0.9), washing out (0.6); the other classes are "bad".
+    frames = np.array([row(LCA_better=p, LCA_bad=1 - p) for p in (0.3, 0.9, 0.6)])
+
+    result = with_loop_context(frames, ["run"] * 3, [0, 1, 2], window=0, peak_ratio=0.8)
+
+    better = result[:, 0]
+    # 0.9 is the peak and keeps its value; 0.6 is 0.67 of it (under 0.8): scaled by 0.67 / 0.8.
+    assert better == pytest.approx([0.3 * (0.3 / 0.9) / 0.8, 0.9, 0.6 * (0.6 / 0.9) / 0.8], abs=1e-6)
+    assert np.allclose(result.sum(axis=1), 1.0)
+    assert result[:, 1] == pytest.approx(1 - better, abs=1e-6)
+    # No ratio: the frames keep their own.
+    assert with_loop_context(frames, ["run"] * 3, [0, 1, 2], window=0)[:, 0] == pytest.approx([0.3, 0.9, 0.6])
+    with pytest.raises(ValueError, match="peak_ratio"):
+        with_loop_context(frames, ["run"] * 3, [0, 1, 2], peak_ratio=1.5)

@@ -41,7 +41,7 @@ from inference.ml.keyframe.model import (  # noqa: E402
     load_init_weights,
     model_from_safetensors,
 )
-from inference.ml.keyframe.trainer import CHECKPOINT_NAME, CheckpointMismatch, _augmenter  # noqa: E402
+from inference.ml.keyframe.trainer import CHECKPOINT_NAME, PEAK_RATIO_CANDIDATES, CheckpointMismatch, _augmenter  # noqa: E402
 from inference.parameters import TrainKeyframeParameters  # noqa: E402
 
 SIZE = 32
@@ -439,7 +439,7 @@ def test_training_with_loop_context_measures_and_stores_it(tmp_path: Path) -> No
         for number, item in enumerate(TEST)
     ]
     result = train_keyframe_model(
-        params(epochs=1, loop_context_window=1),
+        params(epochs=1, loop_context_window=1, tune_keyframe_threshold=True),
         TRAIN,
         VALIDATION,
         in_loops,
@@ -450,6 +450,9 @@ def test_training_with_loop_context_measures_and_stores_it(tmp_path: Path) -> No
 
     assert result.model_config.loop_context_window == 1
     assert result.metrics["loop_context_window"] == 1
+    # The peak ratio was chosen on the validation split with the threshold, and stored.
+    assert result.model_config.keyframe_peak_ratio in PEAK_RATIO_CANDIDATES
+    assert result.metrics["keyframe_peak_ratio"] == result.model_config.keyframe_peak_ratio
     assert set(result.metrics["per_frame"]) >= {"laterality_f1", "keyframe_f1", "macro_f1"}
     # The test figures are those of the probabilities in context: one laterality per loop.
     lca = result.probabilities["test"][:, :3].sum(axis=1)

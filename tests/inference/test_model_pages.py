@@ -205,7 +205,14 @@ def test_train_form_offers_the_study_defaults_the_recipes_and_snapshots(client, 
 
 def test_model_detail_shows_loop_context_figures_beside_the_per_frame_ones(client, admin_user) -> None:
     version = ModelVersionFactory(
-        config={"model": {"arch": "convnext_atto", "loop_context_window": 2, "keyframe_threshold": 0.42}},
+        config={
+            "model": {
+                "arch": "convnext_atto",
+                "loop_context_window": 2,
+                "keyframe_threshold": 0.42,
+                "keyframe_peak_ratio": 0.7,
+            }
+        },
         metrics={
             "test": {
                 "laterality_f1": 0.968,
@@ -221,6 +228,7 @@ def test_model_detail_shows_loop_context_figures_beside_the_per_frame_ones(clien
     assert "with loop context" in content
     assert "±2 frames" in content
     assert "P(better) ≥ 0.420" in content
+    assert "below 0.7 of its loop's best" in content
     for figure in ("0.968", "0.931", "0.841", "0.823"):
         assert figure in content
 

@@ -122,7 +122,9 @@ def test_a_model_with_loop_context_stores_what_it_was_measured_with(exams):
     from inference.ml.keyframe.context import with_loop_context
 
     plain = ModelVersionFactory(config={"model": {"arch": "convnext_atto"}})
-    in_context = ModelVersionFactory(config={"model": {"arch": "convnext_atto", "loop_context_window": 2}})
+    in_context = ModelVersionFactory(
+        config={"model": {"arch": "convnext_atto", "loop_context_window": 2, "keyframe_peak_ratio": 0.7}}
+    )
     # Batches of 4 cut through the loops: the context must still see each loop whole.
     prelabel_exams(exams, plain, batch_size=4, predictor=FakePredictor())
     prelabel_exams(exams, in_context, batch_size=4, predictor=FakePredictor())
@@ -138,7 +140,7 @@ def test_a_model_with_loop_context_stores_what_it_was_measured_with(exams):
                 for f in frames
             ]
         )
-        expected = with_loop_context(raw, [loop.pk] * len(frames), [f.index for f in frames], window=2)
+        expected = with_loop_context(raw, [loop.pk] * len(frames), [f.index for f in frames], 2, 0.7)
         assert stored == pytest.approx(expected, abs=1e-5)
         # One laterality per loop.
         assert np.ptp(stored[:, :3].sum(axis=1)) < 1e-5

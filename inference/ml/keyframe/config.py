@@ -44,6 +44,9 @@ class KeyframeModelConfig(BaseModel):
     # Loop context the model was measured with and pre-labels with (context.with_loop_context):
     # None, each frame on its own; else the category window in frames.
     loop_context_window: int | None = Field(default=None, ge=0, le=50)
+    # With loop context: P(better) below this share of the loop's best frame's is scaled down
+    # (context.with_loop_context); chosen on the validation split with the threshold.
+    keyframe_peak_ratio: float | None = Field(default=None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _six_known_classes(self) -> KeyframeModelConfig:

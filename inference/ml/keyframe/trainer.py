@@ -48,6 +48,9 @@ from inference.parameters import TrainKeyframeParameters
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
 #: The test metrics kept for the network's own per-frame predictions when loop context is on.
+#: Peak ratios (context.with_loop_context) tried on the validation split when the threshold is
+#: tuned with loop context; None: none.
+PEAK_RATIO_CANDIDATES: tuple[float | None, ...] = (None, 0.5, 0.6, 0.7, 0.8, 0.9)
 PER_FRAME_METRICS = ("laterality_f1", "keyframe_f1", "keyframe_auroc", "macro_f1", "accuracy", "ece")
 EVAL_BATCH_SIZE = 64
 # Parts of the reporter's 0-1 progress: decoding the frames, the epochs, the test evaluation.
@@ -90,11 +93,12 @@ class _Split:
     loops: list[str]  # each frame's loop and its number there, for loop context
     indices: list[int]
 
-    def in_context(self, probabilities: np.ndarray, window: int | None) -> np.ndarray:
-        """The probabilities with loop context (``window``), or as they are (None)."""
+    def in_context(self, probabilities: np.ndarray, window: int | None, peak_ratio: float | None = None) -> np.ndarray:
+        """The probabilities with loop context (``window``, ``peak_ratio``), or as they are
+        (``window`` None)."""
         if window is None or not len(probabilities):
             return probabilities
-        return with_loop_context(probabilities, self.loops, self.indices, window)
+        return with_loop_context(probabilities, self.loops, self.indices, window, peak_ratio)
 
 
 #: Parameters added after the first checkpoint format: part of the fingerprint only when they
@@ -437,14 +441,27 @@ def train_keyframe_model(
     assert best_state is not None  # at least one epoch ran (epochs >= 1) or came from the checkpoint
     model.load_state_dict(best_state)
     reporter.progress(EPOCHS_SPAN[1], f"testing the epoch-{best_epoch} weights on {len(test)} frames")
-    _, val_probabilities = _evaluate(model, validation_split, config, device, autocast_dtype)
-    val_probabilities = validation_split.in_context(val_probabilities, window)
+    _, raw_val_probabilities = _evaluate(model, validation_split, config, device, autocast_dtype)
+    val_probabilities = validation_split.in_context(raw_val_probabilities, window)
     if params.tune_keyframe_threshold and len(validation_split.labels):
-        threshold = best_keyframe_threshold(validation_split.labels.numpy(), val_probabilities)
-        config = config.model_copy(update={"keyframe_threshold": threshold})
-        reporter.log(f"Key-frame threshold {threshold:.3f} (best key-frame F1 on the validation frames)")
+        val_labels = validation_split.labels.numpy()
+        # With loop context, the peak ratio is chosen with the threshold: each candidate's best
+        # threshold, then the pair with the best validation key-frame F1 (ties: the earlier).
+        best_f1 = -1.0
+        for ratio in PEAK_RATIO_CANDIDATES if window is not None else (None,):
+            candidate = validation_split.in_context(raw_val_probabilities, window, ratio)
+            threshold = best_keyframe_threshold(val_labels, candidate)
+            f1 = compute_metrics(val_labels, candidate, keyframe_threshold=threshold)["keyframe_f1"] or 0.0
+            if f1 > best_f1 + 1e-9:
+                best_f1, val_probabilities = f1, candidate
+                config = config.model_copy(update={"keyframe_threshold": threshold, "keyframe_peak_ratio": ratio})
+        reporter.log(
+            f"Key-frame threshold {config.keyframe_threshold:.3f}"
+            + (f", peak ratio {config.keyframe_peak_ratio}" if config.keyframe_peak_ratio is not None else "")
+            + " (best key-frame F1 on the validation frames)"
+        )
     _, frame_probabilities = _evaluate(model, test_split, config, device, autocast_dtype)
-    test_probabilities = test_split.in_context(frame_probabilities, window)
+    test_probabilities = test_split.in_context(frame_probabilities, window, config.keyframe_peak_ratio)
     metrics = compute_metrics(
         test_split.labels.numpy(), test_probabilities, keyframe_threshold=config.keyframe_threshold
     )
@@ -458,6 +475,7 @@ def train_keyframe_model(
         )
         metrics["per_frame"] = {name: per_frame[name] for name in PER_FRAME_METRICS}
         metrics["loop_context_window"] = window
+        metrics["keyframe_peak_ratio"] = config.keyframe_peak_ratio
     metrics.update(
         {
             "epochs_run": len(history),
