@@ -88,7 +88,12 @@ class TrainKeyframeForm(forms.Form):
         help_text="Blank: each frame on its own, as the study measured. A number: laterality from the whole loop "
         "and category over that many neighbouring frames, for the test figures and the pre-labels alike.",
     )
-    augment = forms.BooleanField(label="TrivialAugmentWide", required=False, initial=_TRAIN_DEFAULTS.augment)
+    augment = forms.BooleanField(
+        label="Augment the training frames",
+        required=False,
+        initial=_TRAIN_DEFAULTS.augment,
+        help_text="With the augmentation chosen above.",
+    )
     tune_keyframe_threshold = forms.BooleanField(
         label="Tune the key-frame threshold on the validation split",
         required=False,
