@@ -303,7 +303,6 @@ def label_data(request: HttpRequest) -> HttpResponse:
     assignment_form = ExamAssignmentForm()
     report = None
     import_error = ""
-    message = ""
     default = AnnotationProject.default()
     projects = list(AnnotationProject.objects.annotate(exam_count=Count("exams")))
     action = request.POST.get("action") if request.method == "POST" else None
@@ -344,8 +343,7 @@ def label_data(request: HttpRequest) -> HttpResponse:
         if assignment_form.is_valid():
             target = assignment_form.cleaned_data["project"]
             moved = move_exams(assignment_form.cleaned_data["exams"], target, request.user)
-            message = f"{moved} exam{pluralize(moved)} moved to {target.name}."
-            messages.success(request, message)
+            messages.success(request, f"{moved} exam{pluralize(moved)} moved to {target.name}.")
             return redirect(reverse("annotation:label-data") + "#exams")
     elif request.method == "POST":
         return HttpResponseBadRequest("Unknown action.")

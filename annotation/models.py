@@ -13,6 +13,7 @@ patient is a keyed-hash pseudonym, dates are shifted per patient and UIDs are re
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -420,12 +421,27 @@ class LabelAction(models.TextChoices):
     IMPORTED = "imported", "Imported"
 
 
-class LabelEvent(models.Model):
-    """The audit trail: one row per change of a label, with the label before and after.
+class AuditEvent(models.Model):
+    """An audit event: written once, in the transaction of the change it records, and never
+    changed or deleted (hence no ``updated_at``)."""
 
-    Written once, in the same transaction as the change, and never changed or deleted (hence
-    no ``updated_at``). An undo is a new event that names the event it reverts.
-    """
+    objects = NeverDeletedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionDenied("Audit events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionDenied("Audit events are never deleted.")
+
+
+class LabelEvent(AuditEvent):
+    """The audit trail: one row per change of a label, with the label before and after. An
+    undo is a new event that names the event it reverts."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     label = models.ForeignKey(FrameLabel, on_delete=models.PROTECT, related_name="events")
@@ -441,8 +457,6 @@ class LabelEvent(models.Model):
     # Indexed for the audit page: newest first, and filtered by a date range.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = NeverDeletedQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -452,14 +466,6 @@ class LabelEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.label_id} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        if self.pk is not None:
-            raise PermissionDenied("Audit events are never changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        raise PermissionDenied("Audit events are never deleted.")
 
 
 class FinalLabelMethod(models.TextChoices):
@@ -519,12 +525,9 @@ class FinalLabelAction(models.TextChoices):
     CLEARED = "cleared", "Cleared"
 
 
-class FinalLabelEvent(models.Model):
+class FinalLabelEvent(AuditEvent):
     """The audit trail of final labels: each one reached, changed or cleared, with the final
-    label before and after, so that a second adjudication never hides the first.
-
-    Written once, in the transaction of the change, and never changed or deleted.
-    """
+    label before and after, so that a second adjudication never hides the first."""
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     frame = models.ForeignKey(Frame, on_delete=models.PROTECT, related_name="final_label_events")
@@ -542,27 +545,11 @@ class FinalLabelEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = NeverDeletedQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"final label {self.action} on frame {self.frame_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        if self.pk is not None:
-            raise PermissionDenied("Audit events are never changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        raise PermissionDenied("Audit events are never deleted.")
-
-    @property
-    def method(self) -> str:
-        """How the final label after the change (or, when cleared, before it) was reached."""
-        state = self.after or self.before or {}
-        return str(state.get("method", ""))
 
 
 class PreLabelProbabilities(BaseModel):
