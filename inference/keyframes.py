@@ -159,8 +159,7 @@ def _lock_exam(exam: Exam) -> None:
 def model_keyframe_threshold(version: ModelVersion) -> float:
     """The threshold on P(better) the model was measured with (tuned on its validation split
     when trained so), else 0.5."""
-    model = (version.config or {}).get("model")
-    value = model.get("keyframe_threshold") if isinstance(model, dict) else None
+    value = version.model_settings.get("keyframe_threshold")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else KEYFRAME_THRESHOLD
 
 

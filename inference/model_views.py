@@ -26,6 +26,7 @@ from inference.datasets import (
     load_manifest,
 )
 from inference.forms import SnapshotForm, TrainKeyframeForm
+from inference.keyframes import model_keyframe_threshold
 from inference.models import DatasetSnapshot, JobKind, ModelActivation, ModelKind, ModelVersion
 from inference.registry import RegistryError, activate, rollback, rollback_target
 
@@ -89,7 +90,7 @@ def metric_rows(*versions: ModelVersion) -> list[MetricRow]:
 def confusion_table(version: ModelVersion) -> list[dict[str, Any]] | None:
     """The test confusion matrix as rows for a table (true class per row), if recorded."""
     matrix = _test_metrics(version).get("confusion_matrix")
-    classes = (version.config or {}).get("model", {}).get("class_names") or SIX_CLASSES
+    classes = version.model_settings.get("class_names") or SIX_CLASSES
     if not isinstance(matrix, list) or len(matrix) != len(classes):
         return None
     return [{"true": name, "counts": row} for name, row in zip(classes, matrix, strict=True)]
@@ -183,9 +184,9 @@ def model_detail(request: HttpRequest, model_uuid: UUID) -> HttpResponse:
             "other_versions": others,
             "class_names": SIX_CLASSES,
             "per_frame": _test_metrics(version).get("per_frame") or None,
-            "loop_context": (version.config or {}).get("model", {}).get("loop_context_window"),
-            "keyframe_threshold": (version.config or {}).get("model", {}).get("keyframe_threshold", 0.5),
-            "peak_ratio": (version.config or {}).get("model", {}).get("keyframe_peak_ratio"),
+            "loop_context": version.model_settings.get("loop_context_window"),
+            "keyframe_threshold": model_keyframe_threshold(version),
+            "peak_ratio": version.model_settings.get("keyframe_peak_ratio"),
         },
     )
 

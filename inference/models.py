@@ -17,6 +17,7 @@ point to the ModelVersion that made them.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -217,6 +218,13 @@ class ModelVersion(TimestampedModel):
     def label(self) -> str:
         """Short name used where a pre-label or key frame says which model made it."""
         return f"{self.architecture} v{self.version}"
+
+    @property
+    def model_settings(self) -> dict[str, Any]:
+        """The network's configuration (``config["model"]``, a ``KeyframeModelConfig`` as JSON),
+        read without importing the ML code; {} for a version registered without one."""
+        model = (self.config or {}).get("model")
+        return model if isinstance(model, dict) else {}
 
 
 class ActivationAction(models.TextChoices):

@@ -114,8 +114,7 @@ def _read_batch(batch: list[FrameRow]) -> list[bytes]:
 def loop_context_of(version: ModelVersion) -> tuple[int | None, float | None]:
     """The loop context the version was trained and measured with (its config): the window
     (None: per-frame probabilities as the network gives them) and the key-frame peak ratio."""
-    model = (version.config or {}).get("model")
-    model = model if isinstance(model, dict) else {}
+    model = version.model_settings
     window, ratio = model.get("loop_context_window"), model.get("keyframe_peak_ratio")
     window = int(window) if isinstance(window, int) and not isinstance(window, bool) else None
     ratio = float(ratio) if isinstance(ratio, int | float) and not isinstance(ratio, bool) else None
