@@ -226,6 +226,24 @@ def test_train_keyframe_command_takes_a_recipe_that_flags_override(labelled) -> 
             assert parameters[name] == value, name
 
 
+def test_train_keyframe_command_sets_every_training_option(labelled) -> None:
+    call_command(
+        "train_keyframe", "--recipe=cpu", "--image-size=32", "--epochs=1", "--augmentation=trivial_augment_wide",
+        "--selection-metric=val_macro_f1", "--label-smoothing=0.1", "--epoch-fraction=0.75",
+        "--no-tune-keyframe-threshold", "--no-loop-context", stdout=StringIO(), stderr=StringIO(),
+    )  # fmt: skip
+
+    parameters = Job.objects.get().parameters
+    assert parameters["augmentation"] == "trivial_augment_wide"
+    assert parameters["selection_metric"] == "val_macro_f1"
+    assert parameters["label_smoothing"] == 0.1
+    assert parameters["epoch_fraction"] == 0.75
+    assert parameters["tune_keyframe_threshold"] is False
+    assert parameters["loop_context_window"] is None  # the recipe's 2, switched off
+    with pytest.raises(CommandError, match="loop_context_window"):
+        call_command("train_keyframe", "--loop-context-window=-1", stdout=StringIO(), stderr=StringIO())
+
+
 def test_train_keyframe_command_fails_loudly(db, admin_user) -> None:
     with pytest.raises(CommandError, match="no final labels"):
         call_command("train_keyframe", "--arch=convnext_atto", "--image-size=32", "--epochs=1", stdout=StringIO())

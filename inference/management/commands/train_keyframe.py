@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import sys
 import time
+from argparse import BooleanOptionalAction
 from typing import Any
 from uuid import UUID
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from pydantic import ValidationError
 
+from inference.parameters import CPU_RECIPE, TrainKeyframeParameters
 from inference.parameters import TRAINING_RECIPES as RECIPES
-from inference.parameters import TrainKeyframeParameters
 
 _DEFAULTS = TrainKeyframeParameters()
 BAR_WIDTH = 30
@@ -88,8 +89,35 @@ class Command(BaseCommand):
             "--activate", action="store_true", default=None, help="activate the new version when trained"
         )
         parser.add_argument(
-            "--no-augment", dest="augment", action="store_false", default=None, help="train without TrivialAugmentWide"
+            "--no-augment", dest="augment", action="store_false", default=None, help="train without augmentation"
         )
+        parser.add_argument(
+            "--augmentation",
+            choices=["trivial_augment_wide", "mild"],
+            help=f"(study: {_DEFAULTS.augmentation}; cpu: {CPU_RECIPE['augmentation']})",
+        )
+        parser.add_argument(
+            "--selection-metric",
+            choices=["val_loss", "val_macro_f1", "val_keyframe_f1"],
+            help=f"validation score that keeps the best epoch and stops early (study: {_DEFAULTS.selection_metric})",
+        )
+        parser.add_argument("--label-smoothing", type=float, help=f"(study: {_DEFAULTS.label_smoothing})")
+        parser.add_argument(
+            "--epoch-fraction", type=float, help=f"share of the training frames per epoch (study: 1; cpu: "
+            f"{CPU_RECIPE['epoch_fraction']})",
+        )  # fmt: skip
+        parser.add_argument(
+            "--tune-keyframe-threshold",
+            action=BooleanOptionalAction,
+            help="choose the key-frame threshold (and, with loop context, the peak ratio) on the validation split",
+        )
+        context = parser.add_mutually_exclusive_group()
+        context.add_argument(
+            "--loop-context-window",
+            type=int,
+            help=f"loop context: category over this many frames each side (cpu: {CPU_RECIPE['loop_context_window']})",
+        )
+        context.add_argument("--no-loop-context", action="store_true", help="each frame on its own")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
     def handle(self, *args: object, **options: Any) -> None:
@@ -97,6 +125,8 @@ class Command(BaseCommand):
         from inference.models import JobKind, JobStatus
 
         given = {name: options[name] for name in TrainKeyframeParameters.model_fields if options.get(name) is not None}
+        if options["no_loop_context"]:
+            given["loop_context_window"] = None
         try:
             params = TrainKeyframeParameters.model_validate(RECIPES[options["recipe"]] | given)
         except ValidationError as exc:
