@@ -47,10 +47,10 @@ from inference.parameters import TrainKeyframeParameters
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
-#: The test metrics kept for the network's own per-frame predictions when loop context is on.
 #: Peak ratios (context.with_loop_context) tried on the validation split when the threshold is
 #: tuned with loop context; None: none.
 PEAK_RATIO_CANDIDATES: tuple[float | None, ...] = (None, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: The test metrics kept for the network's own per-frame predictions when loop context is on.
 PER_FRAME_METRICS = ("laterality_f1", "keyframe_f1", "keyframe_auroc", "macro_f1", "accuracy", "ece")
 EVAL_BATCH_SIZE = 64
 # Parts of the reporter's 0-1 progress: decoding the frames, the epochs, the test evaluation.
