@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -38,6 +38,28 @@ def encode_webp(display: np.ndarray) -> bytes:
         image.save(buffer, format="WEBP", lossless=True)
     else:
         image.save(buffer, format="WEBP", quality=options["WEBP_QUALITY"])
+    return buffer.getvalue()
+
+
+def minimum_projection(frames: Iterable[bytes]) -> bytes:
+    """The minimum-intensity projection of a loop's display frames (WebP or PNG bytes), as a
+    lossless PNG: every pixel at its darkest over the frames. Iodine darkens what it fills, so
+    this is the run's coronary tree as filled as the contrast ever gets it, over every phase of
+    the heartbeat (the key-frame CNN reads each frame beside it)."""
+    darkest: np.ndarray | None = None
+    for data in frames:
+        with Image.open(io.BytesIO(data)) as image:
+            gray = np.asarray(image if image.mode == "L" else image.convert("L"))
+        if darkest is None:
+            darkest = gray.copy()
+        elif gray.shape != darkest.shape:
+            raise ValueError(f"frames of one loop differ in size: {gray.shape} and {darkest.shape}")
+        else:
+            np.minimum(darkest, gray, out=darkest)
+    if darkest is None:
+        raise ValueError("a loop without frames has no minimum projection")
+    buffer = io.BytesIO()
+    Image.fromarray(darkest).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

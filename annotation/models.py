@@ -127,6 +127,13 @@ class CineLoop(TimestampedModel):
 
     dicom_file = models.FileField(max_length=255, help_text="The de-identified DICOM, content-addressed.")
     dicom_sha256 = models.CharField(max_length=64)
+    # Made the first time a job needs it (inference.references): the key-frame CNN can read
+    # every frame beside it.
+    minimum_projection = models.FileField(
+        max_length=255,
+        blank=True,
+        help_text="Minimum-intensity projection of the loop's display frames (PNG, content-addressed).",
+    )
 
     class Meta:
         ordering = ["exam", "series_number", "instance_number", "created_at"]

@@ -50,6 +50,7 @@ last line reads ``laterality_f1=.. keyframe_f1=.. macro_f1=.. seconds=..`` (test
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import pickle
@@ -69,6 +70,7 @@ import pydicom  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from annotation.decoding import DisplayMapping, iter_stored_frames  # noqa: E402
+from annotation.derivatives import minimum_projection  # noqa: E402
 from inference.ml.keyframe.config import CLASS_NAMES  # noqa: E402
 from inference.ml.keyframe.data import ImageItem  # noqa: E402
 from inference.ml.keyframe.evaluate import compute_metrics  # noqa: E402
@@ -91,9 +93,11 @@ TUNABLE = (
     "augment",
     "augmentation",
     "loop_context_window",
+    "loop_reference",
 )
 WEBP_QUALITY = 90  # the product's default (CAGVLM_WEBP_QUALITY)
 CACHE_NAME = "frames.webp.pkl"
+REFERENCE_CACHE_NAME = "loop_minimum.png.pkl"
 
 Frame = tuple[str, int, bytes]  # key, class index, WebP bytes
 
@@ -131,6 +135,24 @@ def load_cohort(phantom: Path, workers: int) -> dict[str, list[Frame]]:
         pickle.dump(exams, stream)
     print(f"decoded {sum(map(len, exams.values()))} frames of {len(exams)} exams in {time.monotonic() - started:.0f} s")
     return exams
+
+
+def loop_references(phantom: Path, exams: dict[str, list[Frame]], workers: int) -> dict[str, bytes]:
+    """Each loop's minimum-intensity projection, as the product computes it from the stored
+    frames (``annotation.derivatives.minimum_projection``); cached beside the frames."""
+    cache = phantom / REFERENCE_CACHE_NAME
+    if cache.exists():
+        with cache.open("rb") as stream:
+            return pickle.load(stream)  # noqa: S301 - a cache this script wrote
+    loops: dict[str, list[bytes]] = {}
+    for frames in exams.values():
+        for key, _label, data in frames:
+            loops.setdefault(key.split("#")[0], []).append(data)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        references = dict(zip(loops, pool.map(minimum_projection, loops.values()), strict=True))
+    with cache.open("wb") as stream:
+        pickle.dump(references, stream)
+    return references
 
 
 def split_exams(exams: list[str], seed: int, validation: float, test: float) -> dict[str, list[str]]:
@@ -188,13 +210,24 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.monotonic()
-    exams = {name: frames for folder in args.phantom for name, frames in load_cohort(folder, args.workers).items()}
+    exams: dict[str, list[Frame]] = {}
+    references: dict[str, bytes] = {}
+    for folder in args.phantom:
+        cohort = load_cohort(folder, args.workers)
+        exams.update(cohort)
+        if args.loop_reference:
+            references.update(loop_references(folder, cohort, args.workers))
     splits = split_exams(list(exams), args.seed, args.validation_fraction, args.test_fraction)
     items: dict[str, list[ImageItem]] = {}
     for split, names in splits.items():
         items[split] = [
             ImageItem(
-                key=key, label=label, load=lambda data=data: data, loop=key.split("#")[0], index=int(key.split("#")[1])
+                key=key,
+                label=label,
+                load=lambda data=data: data,
+                loop=key.split("#")[0],
+                index=int(key.split("#")[1]),
+                reference=functools.partial(references.__getitem__, key.split("#")[0]) if args.loop_reference else None,
             )
             for name in names
             for key, label, data in exams[name]

@@ -13,7 +13,9 @@ WebP at the product's default quality, repeated to the number asked; synthetic c
 when the fixture is absent. Target: product at least 3x the naive loop with a small
 architecture on this CPU. ConvNeXt-Base is measured too, on fewer frames (it is slow here).
 
-Usage: ``.venv/bin/python benchmarks/prelabel.py [--frames 96] [--base-frames 16] [--image-size 224]``.
+Usage: ``.venv/bin/python benchmarks/prelabel.py [--frames 96] [--base-frames 16] [--image-size 224]
+[--loop-reference]`` (the last: models that read each frame beside its loop's minimum projection;
+both paths decode the projection once).
 The last line reads ``ratio=<product / naive> same_predictions=<true|false> frames_per_s=<product>``
 followed by the ConvNeXt-Base figures.
 """
@@ -34,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from annotation.derivatives import minimum_projection  # noqa: E402
 from inference.ml.keyframe.config import KeyframeModelConfig  # noqa: E402
 from inference.ml.keyframe.model import build_model  # noqa: E402
 from inference.ml.keyframe.predictor import KeyframePredictor, predict_naively  # noqa: E402
@@ -77,21 +80,27 @@ def frames_as_webp(count: int) -> tuple[list[bytes], str]:
     return [encoded[index % len(encoded)] for index in range(count)], name
 
 
-def measure(arch: str, image_size: int, frames: list[bytes], batch_size: int, threads: int | None) -> dict:
-    config = KeyframeModelConfig(arch=arch, image_size=image_size)
+def measure(
+    arch: str, image_size: int, frames: list[bytes], batch_size: int, threads: int | None, loop_reference: bool
+) -> dict:
+    config = KeyframeModelConfig(
+        arch=arch, image_size=image_size, loop_reference=loop_reference, in_chans=2 if loop_reference else 1
+    )
     torch.manual_seed(0)
     model = build_model(config).eval()
     product = KeyframePredictor.from_model(model, config, device="cpu", threads=threads)
+    # The frames as one loop, with its minimum projection (what pre-labelling reads from the loop).
+    references = [minimum_projection(dict.fromkeys(frames))] * len(frames) if loop_reference else None
 
     # Warm-up, the same for both: a few frames each (first calls pick oneDNN kernels).
-    predict_naively(model, frames[:2], config)
-    product.predict(frames[:2], batch_size=batch_size)
+    predict_naively(model, frames[:2], config, references and references[:2])
+    product.predict(frames[:2], batch_size=batch_size, references=references and references[:2])
 
     started = time.perf_counter()
-    naive = predict_naively(model, frames, config)
+    naive = predict_naively(model, frames, config, references)
     naive_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    batched = product.predict(frames, batch_size=batch_size)
+    batched = product.predict(frames, batch_size=batch_size, references=references)
     product_seconds = time.perf_counter() - started
 
     difference = float(np.abs(batched - naive).max())
@@ -124,15 +133,27 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64, help="the pre-labelling job's batch size")
     parser.add_argument("--threads", type=int, default=None, help="product threads (default: physical cores)")
+    parser.add_argument(
+        "--loop-reference", action="store_true", help="models that read each frame beside its loop's minimum projection"
+    )
     args = parser.parse_args()
 
     frames, source = frames_as_webp(max(args.frames, args.base_frames))
     print(f"frames: {source}, WebP quality {WEBP_QUALITY}; torch {torch.__version__}, {os.cpu_count()} CPUs")
-    small = measure(args.arch, args.image_size, frames[: args.frames], args.batch_size, args.threads)
+    small = measure(
+        args.arch, args.image_size, frames[: args.frames], args.batch_size, args.threads, args.loop_reference
+    )
     results = [small]
     if args.base_frames:
         results.append(
-            measure(args.base_arch, args.image_size, frames[: args.base_frames], args.batch_size, args.threads)
+            measure(
+                args.base_arch,
+                args.image_size,
+                frames[: args.base_frames],
+                args.batch_size,
+                args.threads,
+                args.loop_reference,
+            )
         )
     same = all(result["same"] for result in results)
     line = f"ratio={small['ratio']:.2f} same_predictions={str(same).lower()} frames_per_s={small['product_fps']:.1f}"

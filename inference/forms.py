@@ -88,6 +88,13 @@ class TrainKeyframeForm(forms.Form):
         help_text="Blank: each frame on its own, as the study measured. A number: laterality from the whole loop "
         "and category over that many neighbouring frames, for the test figures and the pre-labels alike.",
     )
+    loop_reference = forms.BooleanField(
+        label="Read each frame beside its loop's minimum projection",
+        required=False,
+        initial=_TRAIN_DEFAULTS.loop_reference,
+        help_text="A second input channel: the run's tree as filled as the contrast gets it, so the network "
+        "judges how much of it a frame shows. Off: the frame alone, as the study.",
+    )
     augment = forms.BooleanField(
         label="Augment the training frames",
         required=False,
@@ -108,6 +115,7 @@ class TrainKeyframeForm(forms.Form):
     RECIPE_FIELDS = (
         "arch", "image_size", "epochs", "batch_size", "lr", "patience", "selection_metric", "label_smoothing",
         "epoch_fraction", "augment", "augmentation", "tune_keyframe_threshold", "loop_context_window",
+        "loop_reference",
     )  # fmt: skip
 
     @classmethod

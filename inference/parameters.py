@@ -53,6 +53,10 @@ class TrainKeyframeParameters(BaseModel):
     # averaged over this many frames on each side; applied to validation, test and pre-labels
     # alike. None: each frame on its own, as the study measured.
     loop_context_window: int | None = Field(None, ge=0, le=50)
+    # A second input channel with the loop's minimum-intensity projection (every pixel at its
+    # darkest over the run: its tree as filled as the contrast ever gets it), so the network
+    # judges each frame against its own run's filled tree. False: the frame alone, as the study.
+    loop_reference: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # An existing snapshot to train on; None: build a new one from the current final labels.
     snapshot: UUID | None = None
@@ -108,10 +112,11 @@ class PrelabelParameters(BaseModel):
 #: (the study's defaults, ConvNeXt-Base at 224 px for 200 epochs, need a GPU): three epochs over
 #: a fresh half of the training frames each, a mild augmentation (TrivialAugmentWide's
 #: sharpness, solarise and posterise change what the classes are about), the key-frame threshold
-#: tuned on the validation split, and loop context (laterality from the whole run, category over
-#: +-2 frames, a key-frame peak ratio chosen with the threshold on the validation split). About
-#: 6 minutes on 2 CPU threads for 42 training exams; the figures it reaches on held-out phantom
-#: exams are in the experiment's docstring.
+#: tuned on the validation split, loop context (laterality from the whole run, category over
+#: +-2 frames, a key-frame peak ratio chosen with the threshold on the validation split), and
+#: each frame read beside its loop's minimum projection. About 6 minutes on 2 CPU threads for 42
+#: training exams; the figures it reaches on held-out phantom exams are in the experiment's
+#: docstring.
 CPU_RECIPE: dict[str, object] = {
     "arch": "convnext_atto",
     "image_size": 128,
@@ -123,6 +128,7 @@ CPU_RECIPE: dict[str, object] = {
     "augmentation": "mild",
     "tune_keyframe_threshold": True,
     "loop_context_window": 2,
+    "loop_reference": True,
 }
 #: Named sets of training parameters: the study's defaults (ConvNeXt-Base, needs a GPU) and the
 #: CPU recipe tested on the phantom. ``train_keyframe --recipe`` and the training form start

@@ -30,6 +30,7 @@ from inference.jobs import JobContext, register_runner, start_job
 from inference.keyframes import pick_key_frames
 from inference.models import Job, JobKind, KeyFrame, ModelKind, ModelVersion
 from inference.parameters import PrelabelParameters
+from inference.references import loop_reference_names
 from inference.registry import active_version, load_predictor
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ class PrelabelError(Exception):
 
 
 class Predictor(Protocol):
-    def predict(self, items: Iterable[bytes], *, batch_size: int = ...) -> np.ndarray: ...
+    def predict(
+        self, items: Iterable[bytes], *, batch_size: int = ..., references: Iterable[bytes] | None = ...
+    ) -> np.ndarray: ...
 
 
 # --- uncertainty -----------------------------------------------------------------------------
@@ -90,16 +93,23 @@ class FrameRow(NamedTuple):
     image: str
     loop_id: int
     frame_index: int
+    reference: str | None = None  # the loop's minimum projection, for a model that reads it
 
 
-def _batches(exams: Sequence[Exam], frames: FrameChoice, batch_size: int) -> Iterator[list[FrameRow]]:
+def _batches(
+    exams: Sequence[Exam], frames: FrameChoice, batch_size: int, *, with_reference: bool = False
+) -> Iterator[list[FrameRow]]:
     """Frames in batches of ``batch_size``, exam after exam and loop after loop (a batch may
-    span two loops or exams). Holds one exam's ids at a time."""
+    span two loops or exams). Holds one exam's ids at a time. ``with_reference``: each row
+    names its loop's minimum projection, made here (from all the loop's frames) if missing."""
     batch: list[FrameRow] = []
     for exam in exams:
         rows = _frames_of([exam.pk], frames).order_by("loop_id", "index").values_list("pk", "image", "loop_id", "index")
+        references: dict[int, str] = {}
+        if with_reference:
+            references = loop_reference_names(exam.loops.values_list("pk", flat=True))
         for row in rows:
-            batch.append(FrameRow(*row))
+            batch.append(FrameRow(*row, reference=references.get(row[2])))
             if len(batch) == batch_size:
                 yield batch
                 batch = []
@@ -107,8 +117,20 @@ def _batches(exams: Sequence[Exam], frames: FrameChoice, batch_size: int) -> Ite
         yield batch
 
 
-def _read_batch(batch: list[FrameRow]) -> list[bytes]:
-    return [_read(row.image) for row in batch]
+def _read_batch(batch: list[FrameRow]) -> tuple[list[bytes], list[bytes] | None]:
+    """The batch's frame images and, when the rows name them, their loop references (read
+    once per loop: a loop's frames share one bytes object)."""
+    images = [_read(row.image) for row in batch]
+    if batch[0].reference is None:
+        return images, None
+    read: dict[str, bytes] = {}
+    references = []
+    for row in batch:
+        assert row.reference is not None
+        if row.reference not in read:
+            read[row.reference] = _read(row.reference)
+        references.append(read[row.reference])
+    return images, references
 
 
 def loop_context_of(version: ModelVersion) -> tuple[int | None, float | None]:
@@ -181,15 +203,17 @@ def prelabel_exams(
     model = predictor if predictor is not None else cast(Predictor, load_predictor(version))
     done = 0
     buffer = _LoopBuffer(version)
-    batches = _batches(exam_list, frames, batch_size)
+    batches = _batches(exam_list, frames, batch_size, with_reference=bool(version.model_settings.get("loop_reference")))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-read") as reader:
         current = next(batches, None)
         pending = reader.submit(_read_batch, current) if current is not None else None
         while current is not None and pending is not None:
-            images = pending.result()
+            images, references = pending.result()
             following = next(batches, None)
             pending = reader.submit(_read_batch, following) if following is not None else None
-            probabilities = np.asarray(model.predict(images, batch_size=batch_size), dtype=np.float64)
+            probabilities = np.asarray(
+                model.predict(images, batch_size=batch_size, references=references), dtype=np.float64
+            )
             if probabilities.shape != (len(current), len(SIX_CLASSES)):
                 raise PrelabelError(
                     f"The model returned {probabilities.shape} probabilities for {len(current)} frames."

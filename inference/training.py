@@ -25,6 +25,7 @@ from inference.datasets import SPLITS, ManifestEntry, build_snapshot, load_manif
 from inference.jobs import JobContext, register_runner
 from inference.models import DatasetSnapshot, JobKind, ModelKind
 from inference.parameters import TrainKeyframeParameters
+from inference.references import loop_references_by_uuid
 from inference.registry import activate, active_version, register_model_version
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ def snapshot_for_job(ctx: JobContext, params: TrainKeyframeParameters) -> Datase
     return snapshot
 
 
-def image_items(entries: list[ManifestEntry]) -> list[ImageItem]:
+def image_items(entries: list[ManifestEntry], references: dict[str, bytes] | None = None) -> list[ImageItem]:
+    """The trainer's items for manifest entries; ``references``: each loop's minimum projection
+    by loop UUID, for a model that reads it."""
     from inference.ml.keyframe.config import CLASS_NAMES
     from inference.ml.keyframe.data import ImageItem
 
@@ -104,6 +107,7 @@ def image_items(entries: list[ManifestEntry]) -> list[ImageItem]:
             load=functools.partial(read_frame_image, entry),
             loop=str(entry.loop),
             index=entry.index,
+            reference=functools.partial(references.__getitem__, str(entry.loop)) if references is not None else None,
         )
         for entry in entries
     ]
@@ -125,7 +129,11 @@ def train_keyframe_job(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.0, "Preparing the dataset snapshot")
     snapshot = snapshot_for_job(ctx, params)
     manifest = load_manifest(snapshot)
-    splits = {split: image_items(manifest.split(split)) for split in SPLITS}
+    references = None
+    if params.loop_reference:
+        ctx.progress(0.0, "Making the loops' minimum projections")
+        references = loop_references_by_uuid(entry.loop for entry in manifest.entries)
+    splits = {split: image_items(manifest.split(split), references) for split in SPLITS}
     ctx.log(
         "Frames: "
         + ", ".join(f"{split} {len(items)}" for split, items in splits.items())

@@ -5,6 +5,7 @@ convnext_atto at 32 px, one thread: each training run takes a second or two.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ torch = pytest.importorskip("torch")
 import safetensors.torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from annotation.derivatives import minimum_projection  # noqa: E402
 from annotation.models import SIX_CLASSES  # noqa: E402
 from inference.ml.keyframe import (  # noqa: E402
     CLASS_NAMES,
@@ -29,7 +31,7 @@ from inference.ml.keyframe import (  # noqa: E402
     predict_naively,
     train_keyframe_model,
 )
-from inference.ml.keyframe.data import normalise  # noqa: E402
+from inference.ml.keyframe.data import decode_items, normalise  # noqa: E402
 from inference.ml.keyframe.evaluate import (  # noqa: E402
     best_keyframe_threshold,
     draw_plots,
@@ -459,3 +461,75 @@ def test_training_with_loop_context_measures_and_stores_it(tmp_path: Path) -> No
     left = np.array([item.loop == "left" for item in in_loops])
     assert np.ptp(lca[left]) < 1e-6
     assert np.ptp(lca[~left]) < 1e-6
+
+
+def in_loops_of_two(base: list[ImageItem]) -> list[ImageItem]:
+    """The items as loops of two frames each, with each loop's minimum projection."""
+    out = []
+    for start in range(0, len(base), 2):
+        members = base[start : start + 2]
+        projection = minimum_projection([item.load() for item in members])
+        out.extend(
+            dataclasses.replace(
+                item, loop=f"loop{start // 2}", index=index, reference=lambda projection=projection: projection
+            )
+            for index, item in enumerate(members)
+        )
+    return out
+
+
+def test_frames_decode_beside_their_loop_reference() -> None:
+    loop = in_loops_of_two(TEST)[:2]
+    images = decode_items(loop, SIZE, with_reference=True)
+    assert images.shape == (2, 2, SIZE, SIZE)
+    expected = decode_gray(loop[0].reference(), SIZE)[0]
+    assert torch.equal(images[0, 1], expected)
+    assert torch.equal(images[1, 1], expected)
+    assert torch.equal(images[1, 0], decode_gray(loop[1].load(), SIZE)[0])
+    # The projection is the darker of the two frames, pixel by pixel.
+    assert torch.all(images[:, 1] <= images[:, 0] + 1)
+    with pytest.raises(ValueError, match="no loop reference"):
+        decode_items(TEST[:2], SIZE, with_reference=True)
+
+
+def test_augmentation_moves_a_frame_and_its_loop_reference_together() -> None:
+    frame = decode_gray(frame_png(0, 0), SIZE)
+    augmenter = _augmenter(params(augmentation="mild"))
+    assert augmenter is not None
+    torch.manual_seed(0)
+    pair = augmenter(torch.cat([frame, frame]).unsqueeze(1)).squeeze(1)
+    # One draw of the rotation, shift, zoom, brightness and contrast for both channels.
+    assert torch.equal(pair[0], pair[1])
+    assert not torch.equal(pair[0], frame[0])
+
+
+def test_a_model_reading_the_loop_reference_trains_and_predicts_as_the_naive_loop(tmp_path: Path) -> None:
+    train_items, validation_items, test_items = map(in_loops_of_two, (TRAIN, VALIDATION, TEST))
+    result = train_keyframe_model(
+        params(epochs=1, loop_reference=True),
+        train_items,
+        validation_items,
+        test_items,
+        checkpoint_dir=tmp_path,
+        reporter=Recorder(),
+        threads=1,
+    )
+    config = result.model_config
+    assert config.loop_reference is True
+    assert config.in_chans == 2
+    model = model_from_safetensors(result.weights, config)
+    assert model.stem[0].in_channels == 2
+
+    frames = [item.load() for item in test_items]
+    references = [item.reference() for item in test_items]
+    predictor = KeyframePredictor.from_model(model, config, device="cpu", threads=1)
+    batched = predictor.predict(frames, batch_size=3, references=references)
+    naive = predict_naively(model, frames, config, references)
+    np.testing.assert_allclose(batched, naive, atol=1e-4)
+    # The reference is read: another one changes the prediction.
+    blank = [frame_png(2, 999)] * len(frames)
+    assert not np.allclose(predictor.predict(frames, references=blank), batched, atol=1e-4)
+    with pytest.raises(ValueError, match="references"):
+        predictor.predict(frames)
+    with pytest.raises(ValueError, match="shorter"):  # zip(strict=True): one reference per frame
+        predictor.predict(frames, references=references[:-1])

@@ -44,7 +44,7 @@ class FakePredictor:
         self.shift = shift
         self.batches: list[int] = []
 
-    def predict(self, items, *, batch_size: int = 64) -> np.ndarray:
+    def predict(self, items, *, batch_size: int = 64, references=None) -> np.ndarray:
         items = list(items)
         self.batches.append(len(items))
         rows = []
@@ -172,7 +172,7 @@ def test_sampled_frames_only(exams, version):
 
 def test_a_predictor_that_returns_the_wrong_shape_fails_loudly(exams, version):
     class Broken(FakePredictor):
-        def predict(self, items, *, batch_size=64):
+        def predict(self, items, *, batch_size=64, references=None):
             return super().predict(items)[:, :5]
 
     with pytest.raises(PrelabelError, match="probabilities"):
@@ -385,3 +385,39 @@ def test_the_job_with_a_real_model(registered_keyframe_model, exam_with_images, 
     assert (job.metrics["exams"], job.metrics["frames"]) == (1, 8)
     assert PreLabel.objects.filter(model_version=registered_keyframe_model).count() == 8
     assert job.metrics["key_frames"] == KeyFrame.objects.filter(exam=exam_with_images, excluded_at=None).count()
+
+
+def test_a_model_reading_the_loop_reference_gets_each_loops_minimum_projection():
+    from annotation.derivatives import minimum_projection
+
+    exam = ExamFactory()
+    loops = CineLoopFactory.create_batch(2, exam=exam, frame_count=5)
+    for loop in loops:
+        give_frames_real_images(loop)
+    version = ModelVersionFactory(config={"model": {"arch": "convnext_atto", "loop_reference": True}})
+
+    class Recording(FakePredictor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.references: list[bytes] = []
+
+        def predict(self, items, *, batch_size=64, references=None):
+            items = list(items)
+            assert references is not None
+            assert len(references) == len(items)
+            self.references.extend(references)
+            return super().predict(items, batch_size=batch_size)
+
+    # Only the sampled frames are predicted; the projection is still made from every frame.
+    predictor = Recording()
+    count = prelabel_exams([exam], version, batch_size=3, frames="sampled", predictor=predictor)
+
+    expected = {}
+    for loop in loops:
+        loop.refresh_from_db()
+        assert loop.minimum_projection.name.startswith("loops/")
+        expected[loop.pk] = minimum_projection(frame.image.read() for frame in loop.frames.order_by("index"))
+        assert loop.minimum_projection.read() == expected[loop.pk]
+    sampled = Frame.objects.filter(loop__exam=exam, is_sampled=True).order_by("loop_id", "index")
+    assert count == len(predictor.references) == sampled.count()
+    assert predictor.references == [expected[frame.loop_id] for frame in sampled]

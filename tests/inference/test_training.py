@@ -230,7 +230,8 @@ def test_train_keyframe_command_sets_every_training_option(labelled) -> None:
     call_command(
         "train_keyframe", "--recipe=cpu", "--image-size=32", "--epochs=1", "--augmentation=trivial_augment_wide",
         "--selection-metric=val_macro_f1", "--label-smoothing=0.1", "--epoch-fraction=0.75",
-        "--no-tune-keyframe-threshold", "--no-loop-context", stdout=StringIO(), stderr=StringIO(),
+        "--no-tune-keyframe-threshold", "--no-loop-context", "--no-loop-reference", stdout=StringIO(),
+        stderr=StringIO(),
     )  # fmt: skip
 
     parameters = Job.objects.get().parameters
@@ -240,6 +241,7 @@ def test_train_keyframe_command_sets_every_training_option(labelled) -> None:
     assert parameters["epoch_fraction"] == 0.75
     assert parameters["tune_keyframe_threshold"] is False
     assert parameters["loop_context_window"] is None  # the recipe's 2, switched off
+    assert parameters["loop_reference"] is False  # the recipe's True, switched off
     with pytest.raises(CommandError, match="loop_context_window"):
         call_command("train_keyframe", "--loop-context-window=-1", stdout=StringIO(), stderr=StringIO())
 
@@ -262,3 +264,22 @@ def test_a_metric_the_test_split_cannot_define_prints_as_not_available():
     assert line == (
         "laterality_f1=0.970 keyframe_f1=0.900 keyframe_auroc=n/a macro_f1=0.880 ece=0.040 model_version=2 snapshot=s"
     )
+
+
+def test_a_job_training_on_loop_references_makes_them_and_registers_a_two_channel_model(labelled, client, admin_user):
+    job = train(admin_user, epochs=1, loop_reference=True)
+
+    assert job.status == JobStatus.SUCCEEDED, job.error + job.log_tail
+    version = ModelVersion.objects.get()
+    assert version.config["model"]["loop_reference"] is True
+    assert version.config["model"]["in_chans"] == 2
+    for loop in labelled:
+        loop.refresh_from_db()
+        assert loop.minimum_projection.name.startswith("loops/")
+    predictor = load_predictor(version, device="cpu", threads=1)
+    loop = labelled[0]
+    frames = [frame.image.read() for frame in loop.frames.order_by("index")]
+    probabilities = predictor.predict(frames, references=[loop.minimum_projection.read()] * len(frames))
+    assert probabilities.shape == (len(frames), 6)
+    client.force_login(admin_user)
+    assert "each frame beside its loop's minimum projection" in client.get(version.get_absolute_url()).content.decode()

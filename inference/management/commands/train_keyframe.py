@@ -118,6 +118,12 @@ class Command(BaseCommand):
             help=f"loop context: category over this many frames each side (cpu: {CPU_RECIPE['loop_context_window']})",
         )
         context.add_argument("--no-loop-context", action="store_true", help="each frame on its own")
+        parser.add_argument(
+            "--loop-reference",
+            action=BooleanOptionalAction,
+            help="a second input channel with the loop's minimum projection (study: off; cpu: "
+            f"{'on' if CPU_RECIPE.get('loop_reference') else 'off'})",
+        )
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
     def handle(self, *args: object, **options: Any) -> None:

@@ -47,6 +47,9 @@ class KeyframeModelConfig(BaseModel):
     # With loop context: P(better) below this share of the loop's best frame's is scaled down
     # (context.with_loop_context); chosen on the validation split with the threshold.
     keyframe_peak_ratio: float | None = Field(default=None, gt=0, le=1)
+    # The input's second channel is the frame's loop's minimum-intensity projection
+    # (data.with_loop_reference); in_chans is then 2.
+    loop_reference: bool = False
 
     @model_validator(mode="after")
     def _six_known_classes(self) -> KeyframeModelConfig:
@@ -54,4 +57,12 @@ class KeyframeModelConfig(BaseModel):
             raise ValueError("num_classes must equal the number of class names")
         if self.class_names != CLASS_NAMES:
             raise ValueError(f"class names must be {CLASS_NAMES} (the metrics and the key-frame picker rely on them)")
+        if self.loop_reference and self.in_chans != 2:
+            raise ValueError("a model with the loop reference takes 2 input channels (the frame and its loop's)")
         return self
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the uint8 images the network's input is made from: the frame, and its
+        loop's minimum-intensity projection when the model takes it."""
+        return 2 if self.loop_reference else 1

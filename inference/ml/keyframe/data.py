@@ -40,6 +40,9 @@ class ImageItem:
     load: Callable[[], bytes]  # the frame's display image (WebP or PNG bytes)
     loop: str = ""  # the cine loop it belongs to, and its number there (for loop context)
     index: int = 0
+    # The loop's minimum-intensity projection (annotation.derivatives.minimum_projection), for
+    # a model that reads each frame beside it (KeyframeModelConfig.loop_reference).
+    reference: Callable[[], bytes] | None = None
 
 
 def decode_gray(data: bytes, image_size: int) -> torch.Tensor:
@@ -74,15 +77,30 @@ def decode_items(
     items: Sequence[ImageItem],
     image_size: int,
     *,
+    with_reference: bool = False,
     threads: int = DECODE_THREADS,
     on_progress: Callable[[int], None] | None = None,
     chunk: int = 256,
 ) -> torch.Tensor:
-    """Load and decode every item once (training caches the result for all its epochs)."""
-    out = torch.empty((len(items), 1, image_size, image_size), dtype=torch.uint8)
+    """Load and decode every item once (training caches the result for all its epochs):
+    ``N x 1 x S x S`` uint8, or ``N x 2 x S x S`` ``with_reference`` (each frame and its loop's
+    minimum projection, decoded once per loop)."""
+    out = torch.empty((len(items), 2 if with_reference else 1, image_size, image_size), dtype=torch.uint8)
+    references: dict[str, torch.Tensor] = {}
+    if with_reference:
+        missing = [item.key for item in items if item.reference is None]
+        if missing:
+            raise ValueError(f"{len(missing)} frames have no loop reference (first: {missing[0]})")
+        first_of_loop = {item.loop or item.key: item for item in items}
+        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode") as executor:
+            decoded = executor.map(lambda item: decode_gray(item.reference(), image_size), first_of_loop.values())
+            references = dict(zip(first_of_loop, decoded, strict=True))
 
     def load_and_decode(item: ImageItem) -> torch.Tensor:
-        return decode_gray(item.load(), image_size)
+        image = decode_gray(item.load(), image_size)
+        if with_reference:
+            return torch.cat([image, references[item.loop or item.key]])
+        return image
 
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode") as executor:
         for start in range(0, len(items), chunk):
@@ -114,12 +132,12 @@ def normalise(images: torch.Tensor, config: KeyframeModelConfig) -> torch.Tensor
         background = F.avg_pool2d(rows, (1, window), stride=1, padding=(0, window // 2), count_include_pad=False)
         scaled = scaled.sub_(background)
         # The floor keeps a blank frame's noise from being blown up to unit variance.
-        scaled = scaled.div_(scaled.std(dim=(1, 2, 3), keepdim=True).clamp_min_(HIGHPASS_STD_FLOOR))
+        scaled = scaled.div_(scaled.std(dim=(2, 3), keepdim=True).clamp_min_(HIGHPASS_STD_FLOOR))
     elif config.normalisation == "image":
-        mean = scaled.mean(dim=(1, 2, 3), keepdim=True)
-        scaled = scaled.sub_(mean).div_(scaled.std(dim=(1, 2, 3), keepdim=True).clamp_min_(IMAGE_STD_FLOOR))
+        mean = scaled.mean(dim=(2, 3), keepdim=True)
+        scaled = scaled.sub_(mean).div_(scaled.std(dim=(2, 3), keepdim=True).clamp_min_(IMAGE_STD_FLOOR))
     else:
         scaled = scaled.sub_(config.mean).div_(config.std)
-    if config.in_chans != 1:
+    if scaled.shape[1] == 1 and config.in_chans != 1:
         scaled = scaled.expand(-1, config.in_chans, -1, -1)
     return scaled

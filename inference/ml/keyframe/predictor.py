@@ -11,6 +11,8 @@ against: same decoding, same weights, one frame at a time.
 from __future__ import annotations
 
 import copy
+import itertools
+import threading
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +26,9 @@ from inference.ml.keyframe.config import KeyframeModelConfig
 from inference.ml.keyframe.data import decode_gray, decode_many, normalise
 from inference.ml.keyframe.model import model_from_safetensors
 from inference.ml.keyframe.runtime import configure_threads, resolve_device
+
+#: Decoded loop references a predictor keeps (streams work on neighbouring frames, so a few loops).
+REFERENCE_CACHE_SIZE = 8
 
 
 @torch.inference_mode()
@@ -75,6 +80,10 @@ class KeyframePredictor:
         self.threads = configure_threads(threads) if self.device.type == "cpu" else None
         self.forward_batch = forward_batch or (self.CPU_FORWARD_BATCH if self.device.type == "cpu" else None)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        # Decoded loop references by their bytes (a loop's frames share one object, whose hash
+        # Python computes once): a few loops at a time are in flight.
+        self._reference_cache: dict[bytes, torch.Tensor] = {}
+        self._reference_lock = threading.Lock()
 
     @classmethod
     def from_safetensors(
@@ -115,17 +124,42 @@ class KeyframePredictor:
         logits = forward_images(self.model, images, self.config, device=self.device, batch_size=batch_size)
         return torch.softmax(logits, dim=1).numpy().astype(np.float32, copy=False)
 
-    def predict(self, items: Iterable[bytes], *, batch_size: int = 64) -> np.ndarray:
+    def predict(
+        self, items: Iterable[bytes], *, batch_size: int = 64, references: Iterable[bytes] | None = None
+    ) -> np.ndarray:
         """Probabilities (float32, N x 6, rows summing to 1) for frame images as WebP/PNG bytes,
-        in the order given."""
+        in the order given. A model that reads the loop reference needs each frame's loop's
+        minimum projection in ``references`` (one per frame; the frames of a loop share one
+        bytes object, decoded once)."""
+        pairs = zip(items, _references_for(self.config, references), strict=self.config.loop_reference)
         results = (
-            self._predict_cpu(items, batch_size) if self.device.type == "cpu" else self._predict_gpu(items, batch_size)
+            self._predict_cpu(pairs, batch_size) if self.device.type == "cpu" else self._predict_gpu(pairs, batch_size)
         )
         if not results:
             return np.zeros((0, self.config.num_classes), dtype=np.float32)
         return np.concatenate(results)
 
-    def _predict_cpu(self, items: Iterable[bytes], batch_size: int) -> list[np.ndarray]:
+    def _decode(self, pairs: tuple[tuple[bytes, bytes | None], ...]) -> torch.Tensor:
+        """A batch of (frame, loop reference or None) as uint8 ``N x C x S x S``."""
+        size = self.config.image_size
+        frames = decode_many((frame for frame, _ in pairs), size)
+        if not self.config.loop_reference:
+            return frames
+        references = []
+        for _, reference in pairs:
+            assert reference is not None  # _references_for insists on them for such a model
+            with self._reference_lock:
+                decoded = self._reference_cache.get(reference)
+            if decoded is None:
+                decoded = decode_gray(reference, size)
+                with self._reference_lock:
+                    if len(self._reference_cache) >= REFERENCE_CACHE_SIZE:
+                        self._reference_cache.clear()
+                    self._reference_cache[reference] = decoded
+            references.append(decoded)
+        return torch.cat([frames, torch.stack(references)], dim=1)
+
+    def _predict_cpu(self, items: Iterable[tuple[bytes, bytes | None]], batch_size: int) -> list[np.ndarray]:
         """One stream per thread, each decoding its own small batch and running the network on
         it with a single intra-op thread. Small per-frame operations split over several threads
         spend much of their time at OpenMP barriers (and stall whenever another process holds
@@ -133,12 +167,11 @@ class KeyframePredictor:
         about 1.3x the throughput of one stream with two threads."""
         streams = self.threads or 1
         chunk = min(batch_size, self.forward_batch or batch_size)
-        size = self.config.image_size
         previous = torch.get_num_threads()
 
-        def stream(frames: tuple[bytes, ...]) -> np.ndarray:
+        def stream(frames: tuple[tuple[bytes, bytes | None], ...]) -> np.ndarray:
             configure_threads(1)
-            return self._forward(decode_many(frames, size), chunk)
+            return self._forward(self._decode(frames), chunk)
 
         results: list[np.ndarray] = []
         torch.set_num_threads(1)
@@ -155,15 +188,14 @@ class KeyframePredictor:
             torch.set_num_threads(previous)
         return results
 
-    def _predict_gpu(self, items: Iterable[bytes], batch_size: int) -> list[np.ndarray]:
+    def _predict_gpu(self, items: Iterable[tuple[bytes, bytes | None]], batch_size: int) -> list[np.ndarray]:
         """Large batches on the device while a CPU thread decodes the next one (PIL releases
         the GIL), so decoding hides behind the network."""
-        size = self.config.image_size
         results: list[np.ndarray] = []
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prelabel-decode") as decoder:
             pending: Future[torch.Tensor] | None = None
             for frames in batched(items, batch_size):
-                following = decoder.submit(decode_many, frames, size)
+                following = decoder.submit(self._decode, frames)
                 if pending is not None:
                     results.append(self._forward(pending.result(), batch_size))
                 pending = following
@@ -172,17 +204,35 @@ class KeyframePredictor:
         return results
 
 
-def predict_naively(model: nn.Module, items: Iterable[bytes], config: KeyframeModelConfig) -> np.ndarray:
+def predict_naively(
+    model: nn.Module, items: Iterable[bytes], config: KeyframeModelConfig, references: Iterable[bytes] | None = None
+) -> np.ndarray:
     """The baseline the benchmark measures against: one frame at a time, eager, under
-    ``torch.no_grad`` only, in the model's own (default) memory format and thread setting."""
+    ``torch.no_grad`` only, in the model's own (default) memory format and thread setting (a
+    model that reads the loop reference gets each loop's decoded once, as the product does)."""
     model.eval()
     device = next(model.parameters()).device
     rows = []
+    decoded: dict[bytes, torch.Tensor] = {}  # each loop's reference, decoded once
     with torch.no_grad():
-        for data in items:
-            image = decode_gray(data, config.image_size).unsqueeze(0).to(device)
-            logits = model(normalise(image, config))
+        for data, reference in zip(items, _references_for(config, references), strict=config.loop_reference):
+            image = decode_gray(data, config.image_size)
+            if reference is not None:
+                if reference not in decoded:
+                    decoded[reference] = decode_gray(reference, config.image_size)
+                image = torch.cat([image, decoded[reference]])
+            logits = model(normalise(image.unsqueeze(0).to(device), config))
             rows.append(torch.softmax(logits.float(), dim=1)[0].cpu().numpy())
     if not rows:
         return np.zeros((0, config.num_classes), dtype=np.float32)
     return np.stack(rows).astype(np.float32)
+
+
+def _references_for(config: KeyframeModelConfig, references: Iterable[bytes] | None) -> Iterable[bytes | None]:
+    """What to pair each frame with: its loop reference when the model reads one (required
+    then), else None for ever."""
+    if config.loop_reference:
+        if references is None:
+            raise ValueError("this model reads each frame beside its loop's minimum projection: give the references")
+        return references
+    return itertools.repeat(None)

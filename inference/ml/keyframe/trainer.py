@@ -103,7 +103,14 @@ class _Split:
 
 #: Parameters added after the first checkpoint format: part of the fingerprint only when they
 #: differ from their defaults, so that checkpoints written before them still resume.
-_LATER_SHAPING = ("selection_metric", "label_smoothing", "epoch_fraction", "augmentation", "loop_context_window")
+_LATER_SHAPING = (
+    "selection_metric",
+    "label_smoothing",
+    "epoch_fraction",
+    "augmentation",
+    "loop_context_window",
+    "loop_reference",
+)
 
 
 def _fingerprint(params: TrainKeyframeParameters, train: list[ImageItem], validation: list[ImageItem]) -> str:
@@ -154,7 +161,7 @@ def _usable(items: list[ImageItem], name: str, reporter: TrainingReporter) -> li
 
 
 def _decode_splits(
-    splits: dict[str, list[ImageItem]], image_size: int, reporter: TrainingReporter
+    splits: dict[str, list[ImageItem]], config: KeyframeModelConfig, reporter: TrainingReporter
 ) -> dict[str, _Split]:
     total = sum(len(items) for items in splits.values()) or 1
     done = 0
@@ -166,7 +173,7 @@ def _decode_splits(
             fraction = DECODE_SPAN[0] + (DECODE_SPAN[1] - DECODE_SPAN[0]) * (offset + count) / total
             reporter.progress(fraction, f"decoding {split} frames: {count}/{len(splits[split])}")
 
-        images = decode_items(items, image_size, on_progress=report)
+        images = decode_items(items, config.image_size, with_reference=config.loop_reference, on_progress=report)
         labels = torch.tensor([item.label for item in items], dtype=torch.int64)
         loops, indices = [item.loop or item.key for item in items], [item.index for item in items]
         decoded[name] = _Split(name, [item.key for item in items], images, labels, loops, indices)
@@ -274,7 +281,11 @@ def train_keyframe_model(
     or ``CAGVLM_TORCH_THREADS``).
     """
     config = KeyframeModelConfig(
-        arch=params.arch, image_size=params.image_size, loop_context_window=params.loop_context_window
+        arch=params.arch,
+        image_size=params.image_size,
+        loop_context_window=params.loop_context_window,
+        loop_reference=params.loop_reference,
+        in_chans=2 if params.loop_reference else 1,
     )
     window = params.loop_context_window
     device = resolve_device(params.device)
@@ -327,7 +338,7 @@ def train_keyframe_model(
         finished = bool(saved["finished"])
         reporter.log(f"Resuming after epoch {start_epoch} from {checkpoint_path}")
 
-    splits = _decode_splits({"train": train, "validation": validation, "test": test}, config.image_size, reporter)
+    splits = _decode_splits({"train": train, "validation": validation, "test": test}, config, reporter)
     train_split, validation_split, test_split = splits["train"], splits["validation"], splits["test"]
     reporter.log(
         f"Training {config.arch} at {config.image_size} px on {device}"
@@ -354,7 +365,9 @@ def train_keyframe_model(
                 indices = batch[micro_start : micro_start + micro]
                 images = train_split.images[indices]
                 if augmenter is not None:
-                    images = torch.stack([augmenter(image) for image in images])
+                    # Channels as a batch of one-channel images: a transform draws its
+                    # parameters once per call, so a frame and its loop reference move together.
+                    images = torch.stack([augmenter(image.unsqueeze(1)).squeeze(1) for image in images])
                 inputs = _to_inputs(images, config, device)
                 targets = train_split.labels[indices].to(device, non_blocking=True)
                 with torch.autocast(
