@@ -2,8 +2,10 @@
 
 A frame arrives as the bytes of its 8-bit display image (the WebP derivative ingest wrote, or a
 PNG) and becomes a ``1 x S x S`` uint8 tensor: decoded to grey, resized straight to the model's
-square input with an antialiased filter. Augmentation works on those uint8 tensors; the float
-conversion and normalisation happen last, on whole batches (``normalise``).
+square input with an antialiased filter. A model that reads the loop reference gets a second
+channel: the loop's minimum-intensity projection, decoded the same way. Augmentation works on
+those uint8 tensors; the float conversion and normalisation happen last, on whole batches
+(``normalise``).
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def decode_items(
 
 
 def normalise(images: torch.Tensor, config: KeyframeModelConfig) -> torch.Tensor:
-    """uint8 ``N x 1 x S x S`` -> the float input of the network (on the images' device).
+    """uint8 ``N x C x S x S`` -> the float input of the network (on the images' device), each
+    channel (the frame; its loop reference) normalised on its own.
 
     ``highpass`` (the default): each frame minus its local mean over a window of 1/16 of the
     image, divided by the result's standard deviation. What is left is what the classes are
