@@ -248,15 +248,20 @@ def build_manifest(
             "laterality",
             "category",
             "method",
+            "frame__loop__sop_instance_uid",
+            "frame__loop__exam__study_instance_uid",
         )
     )
     if not rows:
         raise SnapshotError(
             "There are no final labels yet: label frames (or import labels) before building a snapshot."
         )
+    # Loops and exams enter the split by their (remapped) DICOM UIDs rather than their database
+    # UUIDs: the UIDs follow from the files and the deployment's key, so the same images ingested
+    # into another database split the same way for a seed; random UUIDs would not.
     items = [
-        SplitItem(key=str(frame), loop=str(loop), exam=str(exam), label=class_name(laterality, category))
-        for frame, _index, _image, loop, exam, laterality, category, _method in rows
+        SplitItem(key=str(frame), loop=loop_uid, exam=study_uid, label=class_name(laterality, category))
+        for frame, _index, _image, _loop, _exam, laterality, category, _method, loop_uid, study_uid in rows
     ]
     splits = split_frames(
         items,
@@ -277,7 +282,7 @@ def build_manifest(
             image_sha256=image_sha256(image),
             label_method=method,
         )
-        for frame, index, image, loop, exam, laterality, category, method in rows
+        for frame, index, image, loop, exam, laterality, category, method, _loop_uid, _study_uid in rows
     ]
     entries.sort(key=lambda e: (SPLITS.index(e.split), str(e.exam), str(e.loop), e.index))
     return SnapshotManifest(seed=seed, parameters=parameters, entries=entries)

@@ -4,6 +4,7 @@ the manifest is immutable and its hash is checked."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 
 import pytest
@@ -12,12 +13,13 @@ from django.core.files.storage import default_storage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotation.models import SIX_CLASSES
+from annotation.models import SIX_CLASSES, CineLoop, Exam
 from inference.datasets import (
     SPLITS,
     SnapshotError,
     SnapshotIntegrityError,
     SplitItem,
+    build_manifest,
     build_snapshot,
     load_manifest,
     read_frame_image,
@@ -158,6 +160,26 @@ def test_same_labels_and_seed_give_the_same_manifest(labelled_exams) -> None:
     assert first.manifest_sha256 == second.manifest_sha256
     assert first.manifest_path == second.manifest_path
     assert other.manifest_sha256 != first.manifest_sha256
+
+
+@pytest.mark.parametrize("split_by", ["exam", "loop"])
+def test_the_split_follows_the_images_not_the_database_ids(labelled_exams, split_by) -> None:
+    """The same images ingested into another database get other UUIDs but the same (remapped)
+    DICOM UIDs: a seed must split them the same way."""
+
+    def split_of_frames() -> dict[tuple[str, int], str]:
+        manifest = build_manifest(seed=3, split_by=split_by)
+        uids = dict(CineLoop.objects.values_list("uuid", "sop_instance_uid"))
+        return {(uids[entry.loop], entry.index): entry.split for entry in manifest.entries}
+
+    before = split_of_frames()
+    for exam in Exam.objects.all():
+        Exam.objects.filter(pk=exam.pk).update(uuid=uuid.uuid4())
+    for loop in CineLoop.objects.all():
+        CineLoop.objects.filter(pk=loop.pk).update(uuid=uuid.uuid4())
+
+    assert split_of_frames() == before
+    assert set(before.values()) == set(SPLITS)
 
 
 def test_snapshot_is_immutable(labelled_exams) -> None:
