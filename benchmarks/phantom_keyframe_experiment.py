@@ -50,9 +50,10 @@ contrast. Split seed 0: laterality F1 0.962 (per frame 0.962), key-frame F1 0.86
 0.852), AUROC 0.958, ECE 0.047, threshold 0.443, peak ratio 0.9, 707 CPU-s; the laterality
 errors are one LCA run that never filled. Split seed 1: laterality F1 1.000, key-frame F1 0.848
 (0.858 at the threshold 0.5; the tuned 0.392 was worse on test), AUROC 0.947. The product path
-(``tests/inference/test_phantom_targets.py``: one 60-exam cohort, seed 7, the snapshot's split)
-gave laterality F1 1.000 and key-frame F1 0.864. The remaining key-frame errors sit at the
-category boundary: frames just under or over 85% opacified, "better" and "bad" both ways.
+(``tests/inference/test_phantom_targets.py``: one 60-exam cohort, seed 7, the snapshot's split
+under the test's fixed pseudonymisation key) gives laterality F1 0.987 and key-frame F1 0.864.
+The remaining key-frame errors sit at the category boundary: frames just under or over 85%
+opacified, "better" and "bad" both ways.
 
 The decoded frames and the loops' projections are cached next to the cohort (``frames.webp.pkl``,
 ``loop_minimum.png.pkl``) for further runs. The
