@@ -41,6 +41,12 @@ def encode_webp(display: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def read_stored(name: str, storage: Storage | None = None) -> bytes:
+    """The bytes of a stored file (a frame's WebP, a loop's projection)."""
+    with (storage or default_storage).open(name, "rb") as handle:
+        return handle.read()
+
+
 def minimum_projection(frames: Iterable[bytes]) -> bytes:
     """The minimum-intensity projection of a loop's display frames (WebP or PNG bytes), as a
     lossless PNG: every pixel at its darkest over the frames. Iodine darkens what it fills, so

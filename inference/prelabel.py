@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, cast
 from uuid import UUID
 
 import numpy as np
-from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, QuerySet
 
+from annotation.derivatives import read_stored
 from annotation.ingest import Outcome
 from annotation.models import SIX_CLASSES, Exam, Frame, PreLabel
 from inference.jobs import JobContext, register_runner, start_job
@@ -79,11 +79,6 @@ def _frames_of(exam_ids: Sequence[int], frames: FrameChoice) -> QuerySet[Frame]:
     return rows
 
 
-def _read(name: str) -> bytes:
-    with default_storage.open(name, "rb") as handle:
-        return handle.read()
-
-
 def count_frames(exams: Iterable[Exam], frames: FrameChoice = "all") -> int:
     return _frames_of([exam.pk for exam in exams], frames).count()
 
@@ -120,7 +115,7 @@ def _batches(
 def _read_batch(batch: list[FrameRow]) -> tuple[list[bytes], list[bytes] | None]:
     """The batch's frame images and, when the rows name them, their loop references (read
     once per loop: a loop's frames share one bytes object)."""
-    images = [_read(row.image) for row in batch]
+    images = [read_stored(row.image) for row in batch]
     if batch[0].reference is None:
         return images, None
     read: dict[str, bytes] = {}
@@ -128,7 +123,7 @@ def _read_batch(batch: list[FrameRow]) -> tuple[list[bytes], list[bytes] | None]
     for row in batch:
         assert row.reference is not None
         if row.reference not in read:
-            read[row.reference] = _read(row.reference)
+            read[row.reference] = read_stored(row.reference)
         references.append(read[row.reference])
     return images, references
 

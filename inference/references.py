@@ -10,15 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.core.files.storage import default_storage
-
-from annotation.derivatives import all_or_nothing, minimum_projection
+from annotation.derivatives import all_or_nothing, minimum_projection, read_stored
 from annotation.models import CineLoop, Frame
-
-
-def read_stored(name: str) -> bytes:
-    with default_storage.open(name, "rb") as handle:
-        return handle.read()
 
 
 def make_minimum_projection(loop_id: int) -> str:
