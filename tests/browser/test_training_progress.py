@@ -8,6 +8,7 @@ the websocket (or, failing that, polling) delivers the worker's updates.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,11 +21,12 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from annotation.derivatives import StoredFiles
 from annotation.models import Frame
 from cagvlm_site.roles import Role
-from inference.models import Job, JobStatus, ModelVersion
+from inference.models import FINISHED_JOB_STATUSES, Job, JobStatus, ModelVersion
 from inference.parameters import CPU_RECIPE
 from tests.browser.conftest import log_in
 from tests.conftest import REPO_ROOT, make_user
@@ -35,6 +37,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SERVER_START_TIMEOUT_S = 60
 TRAINING_TIMEOUT_MS = 240_000
+TRAINING_EPOCHS = 40
 
 
 def database_url() -> str:
@@ -54,8 +57,17 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log = url, log
+
+    def diagnosis(self) -> str:
+        """What a failed wait shows: the jobs as the database holds them and the server's log."""
+        jobs = [
+            f"job {job.uuid}: {job.status} at {job.progress:.2f} ({job.step!r}); error {job.error!r}\n{job.log_tail}"
+            for job in Job.objects.all()
+        ]
+        log = self.log.read_text(errors="replace")[-6000:] if self.log.exists() else "(no log)"
+        return "\n".join([*(jobs or ["no job"]), "--- server log ---", log])
 
 
 @pytest.fixture
@@ -70,7 +82,8 @@ def product_server(tmp_path: Path, media_root: Path) -> Iterator[Server]:
         "DJANGO_DEBUG": "true",
         "CAGVLM_TORCH_THREADS": "1",
     }
-    log = (tmp_path / "server.log").open("wb")
+    log_path = tmp_path / "server.log"
+    log = log_path.open("wb")
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
         [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO_ROOT,
@@ -86,10 +99,10 @@ def product_server(tmp_path: Path, media_root: Path) -> Iterator[Server]:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                assert server.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.2)
-        yield Server(f"http://127.0.0.1:{port}")
+        yield Server(f"http://127.0.0.1:{port}", log_path)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -117,6 +130,14 @@ def labelled_exams() -> None:
             label_loop_frames(loop, [f"{laterality}_{c}" for c in ("better", "bad", "other", "better")])
 
 
+def wait_on_page(page, server: Server, expression: str) -> None:
+    """Wait for a condition on the page; on timeout, fail with the jobs and the server's log."""
+    try:
+        page.wait_for_function(expression, timeout=TRAINING_TIMEOUT_MS)
+    except PlaywrightTimeoutError:
+        pytest.fail(f"timed out waiting for {expression}\n{server.diagnosis()}")
+
+
 def test_admin_starts_training_and_watches_it_progress_without_a_reload(
     page, product_server, labelled_exams, artifacts
 ):
@@ -139,9 +160,12 @@ def test_admin_starts_training_and_watches_it_progress_without_a_reload(
     assert page.input_value("#id_arch") == CPU_RECIPE["arch"]
     assert page.input_value("#id_image_size") == str(CPU_RECIPE["image_size"])
     page.screenshot(path=str(artifacts / "train-form-cpu-recipe.png"), full_page=True)
-    # Smaller still, so the test trains in seconds.
-    page.fill("#id_image_size", "32")
-    page.fill("#id_epochs", "6")
+    # Smaller, so the test trains in seconds; but every epoch runs (no early stopping), so the
+    # training lasts several of the consumer's one-second polls and the page shows it part-way
+    # even on a fast machine.
+    page.fill("#id_image_size", "64")
+    page.fill("#id_epochs", str(TRAINING_EPOCHS))
+    page.fill("#id_patience", str(TRAINING_EPOCHS))
     page.fill("#id_batch_size", "4")
     page.fill("#id_lr", "0.001")
     page.get_by_role("button", name="Start training").click()
@@ -153,22 +177,27 @@ def test_admin_starts_training_and_watches_it_progress_without_a_reload(
     status = page.locator("[data-job-field=status_label]")
     step = page.locator("[data-job-field=step]")
 
-    # Seen part-way: the worker is training and the page shows it.
-    page.wait_for_function(
-        "() => { const p = document.querySelector('[data-job-progress]');"
-        " return p && Number(p.value) > 0 && Number(p.value) < 100; }",
-        timeout=TRAINING_TIMEOUT_MS,
+    # Seen part-way: the worker is training and the page shows it (a job that ends first stops
+    # the wait, and the assertion says how it ended).
+    wait_on_page(
+        page,
+        product_server,
+        "() => { const p = Number(document.querySelector('[data-job-progress]').value);"
+        " const status = document.querySelector('[data-job-status]').dataset.jobStatus;"
+        f" return (p > 0 && p < 100) || {json.dumps(list(FINISHED_JOB_STATUSES))}.includes(status); }}",
     )
-    midway = float(progress.get_attribute("value"))
+    midway = float(progress.evaluate("bar => bar.value"))
+    assert 0 < midway < 100, f"the page never showed the job part-way\n{product_server.diagnosis()}"
     midway_step = step.inner_text()
     page.screenshot(path=str(artifacts / "training-job-running.png"), full_page=True)
 
-    page.wait_for_function(
+    wait_on_page(
+        page,
+        product_server,
         "() => document.querySelector('[data-job-field=status_label]').textContent.trim() === 'Succeeded'",
-        timeout=TRAINING_TIMEOUT_MS,
     )
     assert page.evaluate("window.__sameLoad") is True
-    assert float(progress.get_attribute("value")) == 100 > midway
+    assert float(progress.evaluate("bar => bar.value")) == 100 > midway
     assert step.inner_text() != midway_step
     assert status.inner_text().strip() == "Succeeded"
     # The model the job produced appears on the page, and it is in the registry.
@@ -177,7 +206,9 @@ def test_admin_starts_training_and_watches_it_progress_without_a_reload(
     job = Job.objects.get()
     assert job.status == JobStatus.SUCCEEDED
     assert job.created_by == admin
-    assert (job.parameters["arch"], job.parameters["patience"]) == (CPU_RECIPE["arch"], CPU_RECIPE["patience"])
+    recipe_fields = ("arch", "epoch_fraction", "augmentation")
+    assert [job.parameters[name] for name in recipe_fields] == [CPU_RECIPE[name] for name in recipe_fields]
+    assert (job.parameters["epochs"], job.parameters["patience"]) == (TRAINING_EPOCHS, TRAINING_EPOCHS)
     assert ModelVersion.objects.get().training_job == job
     assert len(pushed) >= 3, "the progress should arrive over the websocket"
     assert page.locator("[data-job-connection]").is_hidden()
