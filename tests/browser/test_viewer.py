@@ -3,6 +3,8 @@ admin deciding a disputed frame on the adjudication page."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from annotation.ingest import ingest_paths
@@ -177,6 +179,18 @@ def test_physician_plays_steps_and_labels_with_the_keyboard(live_server, page, p
 
 
 # Counts the label requests the page starts, at the moment it starts them.
+def wait_for_held_request(page, held: list, timeout_s: float = 10) -> None:
+    """Wait until the route handler holds a request.
+
+    The page counts its request the moment it calls fetch; the route reaches the Python handler
+    only when Playwright next delivers its events, which ``wait_for_timeout`` lets it do.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not held:
+        assert time.monotonic() < deadline, "the label request never reached the route handler"
+        page.wait_for_timeout(20)
+
+
 COUNT_LABEL_REQUESTS = """
 window.__labelPuts = 0;
 const originalFetch = window.fetch;
@@ -214,6 +228,7 @@ def test_double_press_labels_one_frame_and_a_second_label_waits_for_the_first(li
     assert frame_number(page) == second.index
     page.keyboard.press("2")  # LCA bad, while the first request is still open
     assert page.evaluate("window.__labelPuts") == 2
+    wait_for_held_request(page, held)
     assert len(held) == 1
     hold = False
     held[0].continue_()
