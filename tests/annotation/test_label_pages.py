@@ -317,6 +317,13 @@ def test_agreement_page_shows_the_statistics_and_the_matrices(client, admin_user
 # --- audit -----------------------------------------------------------------------------------
 
 
+def assert_row_names_the_frame(page: str, frame) -> None:
+    """An audit row links the frame's exam and names its loop and frame number."""
+    exam = frame.loop.exam
+    assert f'<a href="{exam.get_absolute_url()}"><code>{str(exam.uuid)[:8]}</code></a>' in page
+    assert f"<td>{frame.loop.projection_label}, {frame.index}</td>" in page
+
+
 def test_audit_page_lists_events_with_before_and_after_and_filters(
     client, admin_user, physician, other_physician, loop
 ):
@@ -342,6 +349,7 @@ def test_audit_page_lists_events_with_before_and_after_and_filters(
     page = everything.content.decode()
     for text in ("Created", "Changed", "Withdrawn", "LCA · better", "RCA · bad", "first look"):
         assert text in page
+    assert_row_names_the_frame(page, elsewhere)
     assert [event.action for event in by_physician.context["page"]] == ["withdrawn", "changed", "created"]
     assert [event.frame for event in by_exam.context["page"]] == [elsewhere]
     assert [event.frame for event in by_date.context["page"]] == [elsewhere]
@@ -369,6 +377,7 @@ def test_audit_page_lists_the_final_labels_trail(client, admin_user, physician, 
     page = final.content.decode()
     for text in ("final-label events", "RCA · better", "RCA · bad", "adjudication by lab_admin", "wash-out"):
         assert text in page
+    assert_row_names_the_frame(page, frame)
     assert by_admin.context["page"].paginator.count == 2
     assert by_physician.context["page"].paginator.count == 0
     # The physicians' trail is the default and is unaffected.
