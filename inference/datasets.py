@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 from uuid import UUID
 
 from django.core.files.storage import default_storage
@@ -225,6 +225,25 @@ def count_by_split_and_class(entries: Iterable[ManifestEntry]) -> dict[str, dict
     return counts
 
 
+class _LabelledFrame(NamedTuple):
+    """A frame with a final label, as ``build_manifest`` reads it."""
+
+    frame: UUID
+    frame_index: int
+    image: str
+    loop: UUID
+    exam: UUID
+    laterality: str
+    category: str
+    method: str
+    loop_uid: str  # the loop's remapped SOP Instance UID
+    study_uid: str  # its exam's remapped Study Instance UID
+
+    @property
+    def label(self) -> str:
+        return class_name(self.laterality, self.category)
+
+
 def build_manifest(
     *,
     seed: int,
@@ -236,8 +255,9 @@ def build_manifest(
     parameters = SplitParameters(
         validation_fraction=validation_fraction, test_fraction=test_fraction, split_by=split_by
     )
-    rows = list(
-        FinalLabel.objects.exclude(frame__image="")
+    rows = [
+        _LabelledFrame(*values)
+        for values in FinalLabel.objects.exclude(frame__image="")
         .order_by()
         .values_list(
             "frame__uuid",
@@ -251,18 +271,16 @@ def build_manifest(
             "frame__loop__sop_instance_uid",
             "frame__loop__exam__study_instance_uid",
         )
-    )
+    ]
     if not rows:
         raise SnapshotError(
             "There are no final labels yet: label frames (or import labels) before building a snapshot."
         )
-    # Loops and exams enter the split by their (remapped) DICOM UIDs rather than their database
-    # UUIDs: the UIDs follow from the files and the deployment's key, so the same images ingested
-    # into another database split the same way for a seed; random UUIDs would not.
-    items = [
-        SplitItem(key=str(frame), loop=loop_uid, exam=study_uid, label=class_name(laterality, category))
-        for frame, _index, _image, _loop, _exam, laterality, category, _method, loop_uid, study_uid in rows
-    ]
+    # Loops and exams enter the split, and frames the manifest's order, by their (remapped) DICOM
+    # UIDs rather than their database UUIDs: the UIDs follow from the files and the deployment's
+    # key, so the same images ingested into another database split the same way for a seed, and
+    # training, which draws its batches by position, sees them in the same order.
+    items = [SplitItem(key=str(row.frame), loop=row.loop_uid, exam=row.study_uid, label=row.label) for row in rows]
     splits = split_frames(
         items,
         seed=seed,
@@ -270,21 +288,21 @@ def build_manifest(
         test_fraction=parameters.test_fraction,
         split_by=parameters.split_by,
     )
+    rows.sort(key=lambda row: (SPLITS.index(splits[str(row.frame)]), row.loop_uid, row.frame_index))
     entries = [
         ManifestEntry(
-            frame=frame,
-            loop=loop,
-            exam=exam,
-            index=index,
-            label=class_name(laterality, category),
-            split=splits[str(frame)],
-            image=image,
-            image_sha256=image_sha256(image),
-            label_method=method,
+            frame=row.frame,
+            loop=row.loop,
+            exam=row.exam,
+            index=row.frame_index,
+            label=row.label,
+            split=splits[str(row.frame)],
+            image=row.image,
+            image_sha256=image_sha256(row.image),
+            label_method=row.method,
         )
-        for frame, index, image, loop, exam, laterality, category, method, _loop_uid, _study_uid in rows
+        for row in rows
     ]
-    entries.sort(key=lambda e: (SPLITS.index(e.split), str(e.exam), str(e.loop), e.index))
     return SnapshotManifest(seed=seed, parameters=parameters, entries=entries)
 
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from annotation.models import CineLoop
 from inference.datasets import SPLITS, ManifestEntry, build_snapshot, load_manifest, read_frame_image
 from inference.jobs import JobContext, register_runner
 from inference.models import DatasetSnapshot, JobKind, ModelKind
@@ -114,19 +113,6 @@ def image_items(entries: list[ManifestEntry], references: dict[str, bytes] | Non
     ]
 
 
-def in_image_order(entries: list[ManifestEntry]) -> list[ManifestEntry]:
-    """The entries by their loops' remapped DICOM UIDs, then frame number: an order that follows
-    from the images (the manifest's own follows database UUIDs), so that training, which draws
-    its batches by position, learns the same from the same images in any database."""
-    uids = {
-        str(uuid): uid
-        for uuid, uid in CineLoop.objects.filter(uuid__in={entry.loop for entry in entries}).values_list(
-            "uuid", "sop_instance_uid"
-        )
-    }
-    return sorted(entries, key=lambda entry: (uids.get(str(entry.loop), str(entry.loop)), entry.index))
-
-
 def init_weights_path() -> Path | None:
     configured = getattr(settings, "CAGVLM_KEYFRAME_INIT_WEIGHTS", None)
     return Path(configured) if configured else None
@@ -147,7 +133,7 @@ def train_keyframe_job(ctx: JobContext) -> dict[str, Any]:
     if params.loop_reference:
         ctx.progress(0.0, "Making the loops' minimum projections")
         references = loop_references_by_uuid(entry.loop for entry in manifest.entries)
-    splits = {split: image_items(in_image_order(manifest.split(split)), references) for split in SPLITS}
+    splits = {split: image_items(manifest.split(split), references) for split in SPLITS}
     ctx.log(
         "Frames: "
         + ", ".join(f"{split} {len(items)}" for split, items in splits.items())

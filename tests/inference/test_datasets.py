@@ -163,23 +163,25 @@ def test_same_labels_and_seed_give_the_same_manifest(labelled_exams) -> None:
 
 
 @pytest.mark.parametrize("split_by", ["exam", "loop"])
-def test_the_split_follows_the_images_not_the_database_ids(labelled_exams, split_by) -> None:
+def test_the_split_and_order_follow_the_images_not_the_database_ids(labelled_exams, split_by) -> None:
     """The same images ingested into another database get other UUIDs but the same (remapped)
-    DICOM UIDs: a seed must split them the same way."""
+    DICOM UIDs: a seed must split them the same way, and list them in the same order (training
+    draws its batches by position)."""
 
-    def split_of_frames() -> dict[tuple[str, int], str]:
+    def split_and_order() -> list[tuple[int, str, int]]:
         manifest = build_manifest(seed=3, split_by=split_by)
         uids = dict(CineLoop.objects.values_list("uuid", "sop_instance_uid"))
-        return {(uids[entry.loop], entry.index): entry.split for entry in manifest.entries}
+        return [(SPLITS.index(entry.split), uids[entry.loop], entry.index) for entry in manifest.entries]
 
-    before = split_of_frames()
+    before = split_and_order()
     for exam in Exam.objects.all():
         Exam.objects.filter(pk=exam.pk).update(uuid=uuid.uuid4())
     for loop in CineLoop.objects.all():
         CineLoop.objects.filter(pk=loop.pk).update(uuid=uuid.uuid4())
 
-    assert split_of_frames() == before
-    assert set(before.values()) == set(SPLITS)
+    assert split_and_order() == before
+    assert before == sorted(before)  # by split, then loop UID and frame number
+    assert {split for split, _uid, _index in before} == set(range(len(SPLITS)))
 
 
 def test_snapshot_is_immutable(labelled_exams) -> None:

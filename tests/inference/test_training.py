@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 from io import StringIO
 
 import numpy as np
@@ -16,7 +15,7 @@ from django.urls import reverse
 from PIL import Image
 
 from annotation.derivatives import StoredFiles
-from annotation.models import CineLoop, Frame
+from annotation.models import Frame
 from inference.jobs import resume_job, run_job_here, start_job
 from inference.models import DatasetSnapshot, Job, JobKind, JobStatus, ModelKind, ModelVersion
 from inference.parameters import TrainKeyframeParameters
@@ -284,18 +283,3 @@ def test_a_job_training_on_loop_references_makes_them_and_registers_a_two_channe
     assert probabilities.shape == (len(frames), 6)
     client.force_login(admin_user)
     assert "each frame beside its loop's minimum projection" in client.get(version.get_absolute_url()).content.decode()
-
-
-def test_training_sees_the_frames_in_an_order_that_follows_the_images(labelled) -> None:
-    from inference.datasets import build_manifest
-    from inference.training import in_image_order
-
-    def order() -> list[tuple[str, int]]:
-        uids = dict(CineLoop.objects.values_list("uuid", "sop_instance_uid"))
-        return [(uids[entry.loop], entry.index) for entry in in_image_order(build_manifest(seed=0).split("train"))]
-
-    before = order()
-    for loop in CineLoop.objects.all():  # the same images in another database: other UUIDs
-        CineLoop.objects.filter(pk=loop.pk).update(uuid=uuid.uuid4())
-    assert order() == before
-    assert before == sorted(before)
