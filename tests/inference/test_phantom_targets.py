@@ -9,7 +9,7 @@ context. The test exams are held out from training and from the
 choice of epoch and threshold. Targets: laterality F1 >= 0.95 and key-frame F1 >= 0.85; the
 model's page shows the figures.
 
-It takes about 15 minutes on 2 cores (generation, ingest of ~34,000 frames, training), so it is
+It takes 15 to 25 minutes on 2 cores (generation, ingest of ~34,000 frames, training), so it is
 marked ``phantom_targets``: ``make test`` runs it, CI's second run on PostgreSQL leaves it out
 (``-m "not phantom_targets"``). The figures are written to ``test-artifacts/phantom-targets.txt``.
 """
