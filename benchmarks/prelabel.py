@@ -52,6 +52,7 @@ from inference.ml.keyframe.predictor import KeyframePredictor, predict_naively  
 
 FIXTURE = Path(os.environ.get("CAGVLM_XA_FIXTURES", REPO.parent / "shared" / "fixtures" / "xa")) / "0002.DCM"
 WEBP_QUALITY = 90  # the product's default (CAGVLM_WEBP_QUALITY)
+PEAK_MATRIX_SIZE = 2048  # the square float32 matrix product that measures the CPU's peak
 
 
 def webp(display: np.ndarray) -> bytes:
@@ -98,7 +99,7 @@ def network_gflop(model: torch.nn.Module, config: KeyframeModelConfig) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+def matmul_peak_gflops(size: int = PEAK_MATRIX_SIZE, repeats: int = 10) -> float:
     """What this CPU reaches on the friendliest float32 work there is, a large square matrix
     product on every core: no network layer runs faster than this."""
     threads = torch.get_num_threads()
@@ -179,9 +180,10 @@ def measure(
     )
     print(
         f"  the network: {result['gflop']:.2f} GFLOP a frame; the naive loop runs it at "
-        f"{result['naive_gflops']:.0f} GFLOP/s (decoding included) where a {2048}x{2048} matrix product "
-        f"reaches {result['peak_gflops']:.0f} GFLOP/s on {cores} cores, so no float32 path can beat the naive "
-        f"loop by more than {result['compute_ceiling']:.2f}x here",
+        f"{result['naive_gflops']:.0f} GFLOP/s (decoding included) where a "
+        f"{PEAK_MATRIX_SIZE}x{PEAK_MATRIX_SIZE} matrix product reaches {result['peak_gflops']:.0f} GFLOP/s "
+        f"on {cores} cores, so no float32 path can beat the naive loop by more than "
+        f"{result['compute_ceiling']:.2f}x here",
         flush=True,
     )
     return result
